@@ -1,0 +1,247 @@
+"""The wqfs command: mount, unmount, watch, decode (and run)."""
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+from . import __version__, records
+
+PROG = "wqfs"
+SUBTYPE_LETTERS = "iplncrvs"  # keyctl watch -f: inst, upd(p), link, unlk(n), clr, rev, inv, attr(s)
+
+
+class UsageError(Exception):
+    """One clear line for the user, exit status 1 (2 for usage errors from argparse)."""
+
+
+def _mounted(path: str) -> bool:
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == real for line in f)
+    except OSError:
+        return False
+
+
+def _check_mountpoint(path: str, is_default: bool) -> str:
+    if is_default:
+        os.makedirs(path, exist_ok=True)
+    if not os.path.exists(path):
+        raise UsageError(f"mountpoint {path} does not exist")
+    if not os.path.isdir(path):
+        raise UsageError(f"mountpoint {path} is not a directory")
+    if _mounted(path):
+        raise UsageError(f"{path} is already mounted (wqfs unmount {path} first)")
+    if not os.path.exists("/dev/fuse"):
+        raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise UsageError("/dev/fuse is not accessible to this user")
+    return os.path.abspath(path)
+
+
+def _banner(mountpoint: str) -> str:
+    return (f"wqfs: mounted at {mountpoint}\n"
+            f"Try, in another terminal:\n"
+            f"  cat {mountpoint}/events/@s                  # watch your session keyring\n"
+            f"  echo hello > {mountpoint}/@s/user:greeting   # add a key: a 'link' line appears\n"
+            f"  ls -l {mountpoint}/@s/                       # list the keyring\n"
+            f"Ctrl-C unmounts.")
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from . import daemon
+    mountpoint = _check_mountpoint(args.mountpoint or daemon.default_mountpoint(), args.mountpoint is None)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="wqfs: %(message)s")
+    if args.foreground:
+        ops = _init(mountpoint, args)
+        print(_banner(mountpoint), flush=True)
+        daemon.serve(ops)
+        print("wqfs: unmounted", flush=True)
+        return 0
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as status:
+            message = status.read().decode()
+        if message.startswith("ok"):
+            print(f"wqfs: mounted at {mountpoint}")
+            return 0
+        os.waitpid(pid, 0)
+        raise UsageError(message.strip() or "the daemon died before the mount was ready")
+    os.close(read_end)
+    os.setsid()
+    try:
+        ops = _init(mountpoint, args)
+    except UsageError as error:
+        os.write(write_end, str(error).encode())
+        os._exit(1)
+    _detach_stdio(args.log)
+
+    def ready() -> None:
+        os.write(write_end, b"ok")
+        os.close(write_end)
+
+    daemon.serve(ops, ready)
+    os._exit(0)
+
+
+def _init(mountpoint: str, args: argparse.Namespace):
+    from . import daemon
+    try:
+        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay)
+    except RuntimeError as error:
+        hint = " (is user_allow_other set in /etc/fuse.conf?)" if args.allow_other and os.getuid() else ""
+        raise UsageError(f"cannot mount at {mountpoint}: {error}{hint}") from None
+
+
+def _detach_stdio(log: Optional[str]) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log else null
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def cmd_unmount(args: argparse.Namespace) -> int:
+    path = args.mountpoint
+    if not os.path.isdir(path):
+        raise UsageError(f"{path} is not a directory")
+    if not _mounted(path):
+        raise UsageError(f"{path} is not mounted")
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    command = [tool, "-u", path] if tool else ["umount", path]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unmount failed"
+        raise UsageError(f"cannot unmount {path}: {detail}")
+    return 0
+
+
+def _filter_from_letters(letters: str):
+    from .client import key_filter
+    subtypes = []
+    for letter in letters:
+        if letter not in SUBTYPE_LETTERS:
+            raise UsageError(f"unknown filter letter {letter!r}; use any of {SUBTYPE_LETTERS}")
+        subtypes.append(SUBTYPE_LETTERS.index(letter))
+    return key_filter(subtypes)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .client import Queue
+    from .daemon import default_mountpoint
+    mount = args.mount or default_mountpoint()
+    if not os.path.exists(os.path.join(mount, "watch_queue")):
+        raise UsageError(f"no wqfs mount at {mount} (start one with: wqfs mount {mount})")
+    fmt = records.format_json if args.json else records.format_keyctl
+    try:
+        with Queue(mount, size=args.size) as queue:
+            if args.filter:
+                queue.set_filter(_filter_from_letters(args.filter))
+            for tag, key in enumerate(args.keys, start=1):
+                try:
+                    queue.watch(key, tag)
+                except OSError as error:
+                    raise UsageError(f"cannot watch {key}: {os.strerror(error.errno)}") from None
+            for record in queue:
+                print(fmt(record), flush=True)
+            print("-- END --", flush=True)
+    except KeyboardInterrupt:
+        return 0
+    except OSError as error:
+        if error.errno == errno.EINTR:
+            return 0
+        raise UsageError(f"{mount}: {os.strerror(error.errno or 0)}") from None
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    decoder = records.Decoder()
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    out = sys.stdout
+    try:
+        while True:
+            data = os.read(stdin.fileno(), 65536)
+            if not data:
+                break
+            try:
+                batch = decoder.feed(data)
+            except records.RecordError as error:
+                raise UsageError(f"bad record: {error}") from None
+            if args.style == "watch_test":
+                out.write(f"read() = {len(data)}\n")
+                offset = 0
+                for record in batch:
+                    out.write("\n".join(records.format_watch_test(record, offset)) + "\n")
+                    offset += record.info & 0x7F
+            else:
+                fmt = records.format_json if args.style == "json" else records.format_keyctl
+                for record in batch:
+                    out.write(fmt(record) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    if decoder.pending:
+        raise UsageError(f"input ended inside a record ({decoder.pending} bytes left over)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Linux watch_queue and key notifications in user space.")
+    parser.add_argument("--version", action="version", version=f"wqfs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mount = sub.add_parser("mount", help="mount the keyring tree and notification queues")
+    mount.add_argument("mountpoint", nargs="?", help="default: $XDG_RUNTIME_DIR/wqfs, /run/wqfs for root")
+    mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    mount.add_argument("--allow-other", action="store_true", help="let other users use the mount")
+    mount.add_argument("-v", "--verbose", action="store_true", help="log each request")
+    mount.add_argument("--gc-delay", type=float, default=None, metavar="SECONDS",
+                       help="how long revoked and expired keys linger (kernel default 300)")
+    mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
+    mount.set_defaults(func=cmd_mount)
+
+    unmount = sub.add_parser("unmount", help="unmount a wqfs mount")
+    unmount.add_argument("mountpoint")
+    unmount.set_defaults(func=cmd_unmount)
+
+    watch = sub.add_parser("watch", help="print key notifications as they come")
+    watch.add_argument("keys", nargs="+", metavar="KEY", help="a serial or @t, @p, @s, @u, @us")
+    watch.add_argument("--mount", help="the wqfs mount (default: the default mountpoint)")
+    watch.add_argument("--filter", "-f", metavar="LETTERS",
+                       help=f"only these subtypes: {SUBTYPE_LETTERS} (inst upd link unlk clr rev inv attr)")
+    watch.add_argument("--json", action="store_true", help="JSON lines")
+    watch.add_argument("--size", type=int, default=256, help="queue size in notes (1..512)")
+    watch.set_defaults(func=cmd_watch)
+
+    decode = sub.add_parser("decode", help="decode binary records from stdin")
+    decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl")
+    decode.set_defaults(func=cmd_decode)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

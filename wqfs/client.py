@@ -1,0 +1,136 @@
+"""Python client: open a queue on a wqfs mount, configure it, read typed records.
+
+    with Queue(size=256) as q:
+        q.watch("@s", tag=1)
+        for record in q:            # blocks; KeyNotification, Removal, Loss
+            print(record)
+
+    async with AsyncQueue(size=256) as q:   # trio
+        q.watch("@s", 1)
+        async for record in q:
+            ...
+
+Errors are the kernel's: each call raises OSError with the errno the kernel's ioctl
+or keyctl would give (EINVAL, EBUSY, ENOKEY, EACCES, EBADSLT, ...).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select
+from typing import Iterator, Optional, Union
+
+import trio
+
+from . import abi, protocol
+from .daemon import default_mountpoint
+from .kernel.filter import TypeFilter
+from .records import Record, parse
+
+KeySpec = Union[int, str]
+READ_SIZE = 65536
+
+
+def key_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
+    """A filter passing key notifications of these subtypes (all if None), from one tag if given."""
+    mask = 0xFFFFFFFF if subtypes is None else sum(1 << s for s in subtypes)
+    info_mask, info_filter = (abi.WATCH_INFO_ID, tag << 8) if tag is not None else (0, 0)
+    return [TypeFilter(abi.WATCH_TYPE_KEY_NOTIFY, info_filter, info_mask, (mask,) + (0,) * 7)]
+
+
+class _QueueBase:
+    def __init__(self, mount: Optional[str], size: Optional[int], nonblock: bool) -> None:
+        path = os.path.join(mount or default_mountpoint(), "watch_queue")
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblock else 0)
+        self.fd = os.open(path, flags)
+        if size is not None:
+            self.set_size(size)
+
+    def _command(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def set_size(self, notes: int) -> None:
+        self._command(protocol.size_command(notes))
+
+    def set_filter(self, entries: Optional[list[TypeFilter]], reserved: int = 0) -> None:
+        """None removes the filter."""
+        self._command(protocol.filter_command(entries, reserved))
+
+    def watch(self, key: KeySpec, tag: int) -> None:
+        self._command(protocol.watch_command(key, tag))
+
+    def unwatch(self, key: KeySpec) -> None:
+        self._command(protocol.unwatch_command(key))
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Queue(_QueueBase):
+    """A blocking notification queue."""
+
+    def __init__(self, mount: Optional[str] = None, size: Optional[int] = None, nonblock: bool = False) -> None:
+        super().__init__(mount, size, nonblock)
+
+    def read(self, bufsize: int = READ_SIZE) -> list[Record]:
+        """One read(): whole records; [] at EOF. BlockingIOError when nonblocking and empty."""
+        return list(parse(os.read(self.fd, bufsize)))
+
+    def poll(self, timeout: Optional[float] = None) -> bool:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+
+    def __iter__(self) -> Iterator[Record]:
+        while True:
+            records = self.read()
+            if not records:
+                return
+            yield from records
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncQueue(_QueueBase):
+    """The same queue for trio: reads never block the event loop."""
+
+    def __init__(self, mount: Optional[str] = None, size: Optional[int] = None) -> None:
+        super().__init__(mount, size, nonblock=True)
+
+    async def read(self, bufsize: int = READ_SIZE) -> list[Record]:
+        while True:
+            try:
+                return list(parse(os.read(self.fd, bufsize)))
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.fd)
+
+    def __aiter__(self) -> "AsyncQueue":
+        self._pending: list[Record] = []
+        return self
+
+    async def __anext__(self) -> Record:
+        if not self._pending:
+            self._pending = await self.read()
+            if not self._pending:
+                raise StopAsyncIteration
+        return self._pending.pop(0)
+
+    async def __aenter__(self) -> "AsyncQueue":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            trio.lowlevel.notify_closing(self.fd)
+        self.close()
+
+
+__all__ = ["AsyncQueue", "Queue", "key_filter", "errno"]

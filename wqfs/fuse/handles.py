@@ -1,0 +1,132 @@
+"""Open files of the tree: a key being read or written, a queue, a text event stream, a directory."""
+from __future__ import annotations
+
+import errno
+import select
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pyfuse3
+import trio
+
+from .. import abi, records
+from ..kernel import Cred, Kernel, KernelError, KeyState, WatchQueue
+
+
+@dataclass
+class KeyFile:
+    """A key opened as a file. Writes collect a payload that is committed on flush/close."""
+    cred: Cred
+    serial: Optional[int]            # None until a created key is committed
+    ring: Optional[int] = None       # for a created key: the keyring to add it to
+    type_name: str = ""
+    description: str = ""
+    buffer: Optional[bytearray] = None
+    dirty: bool = False
+    limit: int = abi.UPDATE_MAX_PAYLOAD
+
+    def write(self, offset: int, data: bytes) -> int:
+        if self.buffer is None:
+            self.buffer = bytearray()
+        end = offset + len(data)
+        if end > self.limit:
+            raise KernelError(errno.EINVAL, f"payload over {self.limit} bytes")
+        if offset > len(self.buffer):
+            self.buffer.extend(bytes(offset - len(self.buffer)))
+        self.buffer[offset:end] = data
+        self.dirty = True
+        return len(data)
+
+    def commit(self, kernel: Kernel) -> None:
+        """add_key for a new file; instantiate for a key under construction; update otherwise."""
+        if not self.dirty:
+            return
+        payload = bytes(self.buffer or b"")
+        self.dirty = False
+        if self.serial is None:
+            assert self.ring is not None
+            self.serial = kernel.add_key(self.cred, self.type_name, self.description, payload, self.ring)
+            self.limit = abi.UPDATE_MAX_PAYLOAD
+            return
+        key = kernel.keys.get(self.serial)
+        if key is not None and key.state is KeyState.UNINSTANTIATED:
+            kernel.instantiate(self.cred, self.serial, payload, 0)
+        else:
+            kernel.update(self.cred, self.serial, payload)
+
+
+class Stream:
+    """Common waiting logic of queue files: wake on post, poll handles, Ctrl-C of the reader."""
+
+    def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool) -> None:
+        self.queue = queue
+        self.cred = cred
+        self.pid = pid
+        self.nonblock = nonblock
+        self.poll_handle: Optional[pyfuse3.PollHandle] = None
+        self._event = trio.Event()
+        queue.add_listener(self.wake)
+
+    def wake(self) -> None:
+        self._event.set()
+        handle, self.poll_handle = self.poll_handle, None
+        if handle is not None:
+            try:
+                handle.notify()
+            except Exception:  # the poller may be gone; nothing to tell
+                pass
+
+    async def wait(self, timeout: float) -> None:
+        if self._event.is_set():
+            self._event = trio.Event()
+            return
+        with trio.move_on_after(timeout):
+            await self._event.wait()
+        self._event = trio.Event()
+
+    def poll_mask(self) -> int:
+        mask = select.POLLOUT | select.POLLWRNORM
+        if self.queue.readable:
+            mask |= select.POLLIN | select.POLLRDNORM
+        if self.queue.hangup:
+            mask |= select.POLLHUP
+        return mask
+
+    def close(self, kernel: Kernel) -> None:
+        self.queue.remove_listener(self.wake)
+        kernel.release_queue(self.queue)
+
+
+class QueueFile(Stream):
+    """MOUNT/watch_queue: binary records out, control commands in."""
+
+
+class EventFile(Stream):
+    """MOUNT/events/KEYS: the same queue, read as keyctl-watch text lines."""
+
+    def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool) -> None:
+        super().__init__(queue, cred, pid, nonblock)
+        self.text = bytearray()
+
+    def fill(self) -> None:
+        """Turn every queued record into text (a pending loss record included)."""
+        while True:
+            try:
+                data = self.queue.read_nowait(65536)
+            except KernelError:
+                return
+            if not data:
+                return
+            for record in records.parse(data):
+                self.text += records.format_keyctl(record).encode() + b"\n"
+
+    def poll_mask(self) -> int:
+        mask = super().poll_mask() & ~(select.POLLOUT | select.POLLWRNORM)
+        if self.text:
+            mask |= select.POLLIN | select.POLLRDNORM
+        return mask
+
+
+@dataclass
+class DirHandle:
+    entries: list[tuple[bytes, pyfuse3.EntryAttributes]] = field(default_factory=list)

@@ -1,0 +1,73 @@
+"""Inode numbers and entry names of the tree: how keys become files and back."""
+from __future__ import annotations
+
+import errno
+from typing import Optional
+
+import pyfuse3
+
+from ..kernel import Key, KernelError
+
+ROOT = pyfuse3.ROOT_INODE
+KEYS = 2
+EVENTS = 3
+QUEUE = 4
+SPECIAL_LINKS = {"@t": (5, -1), "@p": (6, -2), "@s": (7, -3), "@u": (8, -4), "@us": (9, -5)}
+LINK_INODES = {inode: (name, key_id) for name, (inode, key_id) in SPECIAL_LINKS.items()}
+ROOT_ENTRIES = [("keys", KEYS), ("events", EVENTS), ("watch_queue", QUEUE)] + \
+    [(name, inode) for name, (inode, _) in SPECIAL_LINKS.items()]
+DYNAMIC_BASE = 16          # events/ names and files being created
+KEY_BASE = 1 << 32         # keys: KEY_BASE + serial
+NAME_MAX = 255
+
+
+def key_inode(serial: int) -> int:
+    return KEY_BASE + serial
+
+
+def serial_of(inode: int) -> Optional[int]:
+    return inode - KEY_BASE if inode > KEY_BASE else None
+
+
+def escape(description: str) -> str:
+    return description.replace("%", "%25").replace("/", "%2F")
+
+
+def unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "%":
+            code = text[i + 1:i + 3].upper()
+            if code == "25":
+                out.append("%")
+            elif code == "2F":
+                out.append("/")
+            else:
+                raise KernelError(errno.ENOENT, f"bad escape in {text!r}: only %25 and %2F")
+            i += 3
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def entry_name(key: Key) -> bytes:
+    """The name a keyring's directory lists the key under; its serial if type:desc is too long."""
+    name = f"{key.type.name}:{escape(key.description)}".encode("utf-8", "surrogateescape")
+    return name if len(name) <= NAME_MAX else str(key.serial).encode()
+
+
+def parse_entry(name: bytes) -> tuple[str, str]:
+    """'type:description' -> (type, description); EINVAL when it is not of that form."""
+    text = name.decode("utf-8", "surrogateescape")
+    type_name, sep, description = text.partition(":")
+    if not sep or not type_name:
+        raise KernelError(errno.EINVAL, f"{text!r}: names in a keyring are TYPE:DESCRIPTION")
+    return type_name, unescape(description)
+
+
+def parse_serial(name: bytes) -> Optional[int]:
+    if name.isdigit() and len(name) <= 10 and not name.startswith(b"0"):
+        value = int(name)
+        return value if value < 1 << 31 else None
+    return None

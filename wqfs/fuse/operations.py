@@ -1,0 +1,651 @@
+"""The FUSE tree: pyfuse3 requests translated into calls on the emulated kernel.
+
+Nothing here decides a rule of the key system; it names things, finds the caller,
+and maps KernelError to an errno. Any other exception is logged and becomes EIO,
+because an exception escaping a pyfuse3 handler would end the whole mount.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import math
+import os
+import select
+import stat
+import time
+from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+
+import pyfuse3
+import trio
+
+from .. import abi
+from ..kernel import Cred, Kernel, KernelError, Key, KeyState, WatchQueue, permission
+from ..kernel.keytypes import lookup_type
+from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
+from ..kernel.filter import Filter
+from . import names, xattrs
+from .callers import CallerTable, alive, nofile_limit, signal_pending
+from .handles import DirHandle, EventFile, KeyFile, QueueFile, Stream
+
+log = logging.getLogger("wqfs.fuse")
+
+EVENTS_QUEUE_SIZE = 256
+SIGNAL_CHECK_INTERVAL = 0.1   # how often a blocked reader's pending signals are checked
+REAPER_INTERVAL = 1.0         # how often thread/process/session owners are checked
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def handler(fn: F) -> F:
+    """The errno boundary of every request: the daemon never dies from bad input."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: "WqfsOperations", *args: Any) -> Any:
+        try:
+            result = await fn(self, *args)
+        except KernelError as error:
+            if self.verbose:
+                log.info("%s%r -> %s", fn.__name__, _brief(args), error)
+            raise pyfuse3.FUSEError(error.errno) from None
+        except pyfuse3.FUSEError as error:
+            if self.verbose:
+                log.info("%s%r -> %s", fn.__name__, _brief(args), errno.errorcode.get(error.errno, error.errno))
+            raise
+        except Exception:
+            log.exception("internal error in %s%r", fn.__name__, _brief(args))
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        if self.verbose:
+            log.info("%s%r -> ok", fn.__name__, _brief(args))
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _brief(args: tuple) -> tuple:
+    return tuple(a if isinstance(a, (int, str)) else (a[:40] if isinstance(a, bytes) else type(a).__name__)
+                 for a in args)
+
+
+Handle = Union[KeyFile, QueueFile, EventFile, DirHandle]
+
+
+class WqfsOperations(pyfuse3.Operations):
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, kernel: Kernel, verbose: bool = False) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.verbose = verbose
+        self.callers = CallerTable()
+        self._handles: dict[int, Handle] = {}
+        self._next_fh = 1
+        self._dynamic: dict[int, tuple[str, Any]] = {}  # inode -> ("events", name) | ("pending", KeyFile)
+        self._events_inodes: dict[bytes, int] = {}
+        self._next_inode = names.DYNAMIC_BASE
+        self._closing = False
+        self._gc_wake = trio.Event()
+        kernel.add_gc_listener(self._wake_gc)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _cred(self, ctx: pyfuse3.RequestContext) -> Cred:
+        return self.callers.cred(ctx.pid, ctx.uid, ctx.gid)
+
+    def _add_handle(self, handle: Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def _handle(self, fh: int) -> Handle:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EBADF) from None
+
+    def _alloc_inode(self, kind: str, value: Any) -> int:
+        inode = self._next_inode
+        self._next_inode += 1
+        self._dynamic[inode] = (kind, value)
+        return inode
+
+    def _key(self, inode: int) -> Key:
+        serial = names.serial_of(inode)
+        key = self.kernel.keys.get(serial) if serial is not None else None
+        if key is None or key.dead:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return key
+
+    _started_ns = time.time_ns()
+
+    @classmethod
+    def _base_attr(cls, inode: int, mode: int, size: int = 0, nlink: int = 1) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = cls._started_ns
+        attr.st_ino = inode
+        attr.st_mode = mode
+        attr.st_nlink = nlink
+        attr.st_size = size
+        attr.st_blksize = 4096
+        attr.st_blocks = (size + 511) // 512
+        attr.entry_timeout = 0
+        attr.attr_timeout = 0
+        attr.st_uid = 0
+        attr.st_gid = 0
+        return attr
+
+    def _key_attr(self, key: Key) -> pyfuse3.EntryAttributes:
+        perm = key.perm
+        mode = 0
+        for shift, (r, w, x) in ((16, (stat.S_IRUSR, stat.S_IWUSR, stat.S_IXUSR)),
+                                 (8, (stat.S_IRGRP, stat.S_IWGRP, stat.S_IXGRP)),
+                                 (0, (stat.S_IROTH, stat.S_IWOTH, stat.S_IXOTH))):
+            bits = (perm >> shift) & 0xFF
+            mode |= (r if bits & abi.KEY_READ else 0) | (w if bits & abi.KEY_WRITE else 0)
+            if key.is_keyring and bits & abi.KEY_SEARCH:
+                mode |= x
+        if key.is_keyring:
+            assert key.members is not None
+            attr = self._base_attr(names.key_inode(key.serial), stat.S_IFDIR | mode,
+                                   4 * len(key.members), 2 + len(key.subrings))
+        else:
+            attr = self._base_attr(names.key_inode(key.serial), stat.S_IFREG | mode,
+                                   len(key.payload), len(key.parents))
+        attr.generation = key.generation
+        attr.st_uid = key.uid
+        attr.st_gid = abi.OVERFLOW_GID if key.gid == -1 else key.gid
+        attr.st_atime_ns = key.atime_ns
+        attr.st_mtime_ns = key.mtime_ns
+        attr.st_ctime_ns = key.ctime_ns
+        return attr
+
+    def _attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
+        if inode == names.ROOT or inode in (names.KEYS, names.EVENTS):
+            return self._base_attr(inode, stat.S_IFDIR | 0o555, 0, 2)
+        if inode == names.QUEUE:
+            return self._base_attr(inode, stat.S_IFREG | 0o666)
+        if inode in names.LINK_INODES:
+            return self._base_attr(inode, stat.S_IFLNK | 0o777, len(self._link_target(inode, cred, False)))
+        dynamic = self._dynamic.get(inode)
+        if dynamic is not None:
+            kind, value = dynamic
+            if kind == "events":
+                return self._base_attr(inode, stat.S_IFREG | 0o444)
+            assert isinstance(value, KeyFile)
+            if value.serial is not None:
+                return self._key_attr(self._key(names.key_inode(value.serial)))
+            attr = self._base_attr(inode, stat.S_IFREG | 0o600, len(value.buffer or b""), 1)
+            attr.st_uid, attr.st_gid = value.cred.uid, value.cred.gid
+            return attr
+        return self._key_attr(_check_view(self.kernel, cred, self._key(inode)))
+
+    def _link_target(self, inode: int, cred: Cred, create: bool) -> bytes:
+        _, key_id = names.LINK_INODES[inode]
+        if not create and key_id in (abi.KEY_SPEC_THREAD_KEYRING, abi.KEY_SPEC_PROCESS_KEYRING):
+            try:
+                key, _ = self.kernel.lookup(cred, key_id, partial=True)
+            except KernelError:
+                return b"keys/0000000000"
+        else:
+            key, _ = self.kernel.lookup(cred, key_id, create=True, partial=True)
+        return f"keys/{key.serial}".encode()
+
+    def _keyring(self, inode: int) -> Key:
+        if inode in (names.ROOT, names.KEYS, names.EVENTS):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        key = self._key(inode)
+        if not key.is_keyring:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return key
+
+    def _pending(self, ring: Key, name: bytes) -> Optional[int]:
+        for inode, (kind, value) in self._dynamic.items():
+            if kind == "pending" and value.serial is None and value.ring == ring.serial \
+                    and value.entry_name == name:
+                return inode
+        return None
+
+    def _member(self, ring: Key, name: bytes) -> Key:
+        assert ring.members is not None
+        serial = names.parse_serial(name)
+        if serial is not None:
+            key = self.kernel.keys.get(serial)
+            if key is not None and ring.serial in key.parents:
+                return key
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        try:
+            index = names.parse_entry(name)
+        except KernelError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        key = ring.members.get(index)
+        if key is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return key
+
+    # -------------------------------------------------------------- lookup
+
+    @handler
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        cred = self._cred(ctx)
+        if name == b".":
+            return self._attr(parent_inode, cred)
+        if parent_inode == names.ROOT:
+            for entry, inode in names.ROOT_ENTRIES:
+                if entry.encode() == name:
+                    return self._attr(inode, cred)
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if parent_inode == names.KEYS:
+            serial = names.parse_serial(name)
+            if serial is None or serial not in self.kernel.keys:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return self._attr(names.key_inode(serial), cred)
+        if parent_inode == names.EVENTS:
+            return self._attr(self._events_inode(name), cred)
+        ring = self._keyring(parent_inode)
+        _check_view(self.kernel, cred, ring)
+        pending = self._pending(ring, name)
+        if pending is not None:
+            return self._attr(pending, cred)
+        return self._attr(names.key_inode(self._member(ring, name).serial), cred)
+
+    def _events_inode(self, name: bytes) -> int:
+        inode = self._events_inodes.get(name)
+        if inode is None:
+            try:
+                specs = [parse_key_spec(part) for part in name.decode("ascii").split(",")]
+            except (KernelError, UnicodeDecodeError):
+                raise pyfuse3.FUSEError(errno.ENOENT) from None
+            if not specs or len(specs) > 255:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            inode = self._alloc_inode("events", specs)
+            self._events_inodes[name] = inode
+        return inode
+
+    @handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(inode, self._cred(ctx))
+
+    @handler
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        if inode not in names.LINK_INODES:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return self._link_target(inode, self._cred(ctx), True)
+
+    @handler
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        cred = self._cred(ctx)
+        serial = names.serial_of(inode)
+        if serial is None:
+            return not (mode & os.W_OK) or inode == names.QUEUE or inode in self._dynamic
+        key = self._key(inode)
+        possessed = self.kernel.possessed(cred, key)
+        for bit, need in ((os.R_OK, abi.KEY_READ), (os.W_OK, abi.KEY_WRITE), (os.X_OK, abi.KEY_SEARCH)):
+            if mode & bit and not permission.permitted(key, cred, need, possessed):
+                return False
+        return True
+
+    # ----------------------------------------------------------- directories
+
+    @handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        cred = self._cred(ctx)
+        handle = DirHandle()
+        if inode == names.ROOT:
+            for entry, child in names.ROOT_ENTRIES:
+                handle.entries.append((entry.encode(), self._attr(child, cred)))
+        elif inode == names.KEYS:
+            for key in self.kernel.visible_keys(cred):
+                handle.entries.append((str(key.serial).encode(), self._key_attr(key)))
+        elif inode == names.EVENTS:
+            pass
+        else:
+            ring = self._keyring(inode)
+            key, possessed = self.kernel.lookup(cred, ring.serial, partial=True)
+            permission.check(key, cred, abi.KEY_READ, possessed)
+            assert ring.members is not None
+            for member in list(ring.members.values()):
+                handle.entries.append((names.entry_name(member), self._key_attr(member)))
+            for pending_inode, (kind, value) in self._dynamic.items():
+                if kind == "pending" and value.serial is None and value.ring == ring.serial:
+                    handle.entries.append((value.entry_name, self._attr(pending_inode, cred)))
+        return self._add_handle(handle)
+
+    @handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self._handle(fh)
+        assert isinstance(handle, DirHandle)
+        for index in range(start_id, len(handle.entries)):
+            name, attr = handle.entries[index]
+            if not pyfuse3.readdir_reply(token, name, attr, index + 1):
+                break
+
+    @handler
+    async def releasedir(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    @handler
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        ring = self._keyring(parent_inode)
+        type_name, description = names.parse_entry(name)
+        if type_name != "keyring":
+            raise KernelError(errno.EINVAL, "mkdir makes keyrings: name it keyring:NAME")
+        cred = self._cred(ctx)
+        serial = self.kernel.add_key(cred, "keyring", description, b"", ring.serial)
+        return self._key_attr(self._key(names.key_inode(serial)))
+
+    @handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        ring = self._keyring(parent_inode)
+        key = self._member(ring, name)
+        if not key.is_keyring:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        self.kernel.unlink(self._cred(ctx), key.serial, ring.serial)
+
+    @handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        ring = self._keyring(parent_inode)
+        key = self._member(ring, name)
+        if key.is_keyring:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        self.kernel.unlink(self._cred(ctx), key.serial, ring.serial)
+
+    @handler
+    async def rename(self, parent_old: int, name_old: bytes, parent_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        source = self._keyring(parent_old)
+        target = self._keyring(parent_new)
+        key = self._member(source, name_old)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise KernelError(errno.EINVAL, "keys cannot be exchanged")
+        if name_new not in (names.entry_name(key), str(key.serial).encode()):
+            raise KernelError(errno.EINVAL, "a key keeps its name: mv it to a keyring, not to a new name")
+        move_flags = abi.KEYCTL_MOVE_EXCL if flags & pyfuse3.RENAME_NOREPLACE else 0
+        self.kernel.move(self._cred(ctx), key.serial, source.serial, target.serial, move_flags)
+
+    @handler
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        ring = self._keyring(new_parent_inode)
+        key = self._key(inode)
+        if new_name not in (names.entry_name(key), str(key.serial).encode()):
+            raise KernelError(errno.EINVAL, "a link keeps the key's name: ln KEY RING/")
+        self.kernel.link(self._cred(ctx), key.serial, ring.serial)
+        return self._key_attr(key)
+
+    @handler
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    @handler
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    # ----------------------------------------------------------------- files
+
+    @handler
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        ring = self._keyring(parent_inode)
+        type_name, description = names.parse_entry(name)
+        ktype = lookup_type(type_name)
+        if ktype.is_keyring:
+            raise KernelError(errno.EISDIR, "keyrings are made with mkdir")
+        if not description:
+            raise KernelError(errno.EINVAL, "a description is required")
+        ktype.check_description(description)
+        cred = self._cred(ctx)
+        self.kernel.lookup(cred, ring.serial, abi.KEY_WRITE)  # EACCES now, not at close
+        handle = KeyFile(cred, None, ring.serial, type_name, description, limit=32767)
+        handle.entry_name = name  # type: ignore[attr-defined]
+        inode = self._alloc_inode("pending", handle)
+        handle.inode = inode  # type: ignore[attr-defined]
+        fh = self._add_handle(handle)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attr(inode, cred)
+
+    @handler
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        cred = self._cred(ctx)
+        accmode = flags & os.O_ACCMODE
+        nonblock = bool(flags & os.O_NONBLOCK)
+        stream = pyfuse3.FileInfo(direct_io=True, nonseekable=True, keep_cache=False)
+        if inode == names.QUEUE:
+            stream.fh = self._add_handle(QueueFile(self.kernel.new_queue(cred), cred, ctx.pid, nonblock))
+            return stream
+        dynamic = self._dynamic.get(inode)
+        if dynamic is not None and dynamic[0] == "events":
+            if accmode != os.O_RDONLY:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            stream.fh = self._add_handle(self._open_events(dynamic[1], cred, ctx.pid, nonblock))
+            return stream
+        if dynamic is not None:  # a created key, opened again by name before its close
+            handle = dynamic[1]
+            if handle.serial is None:
+                raise pyfuse3.FUSEError(errno.EBUSY)
+            inode = names.key_inode(handle.serial)
+        if inode in (names.ROOT, names.KEYS, names.EVENTS) or inode in names.LINK_INODES:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        key = self._key(inode)
+        if key.is_keyring:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if accmode in (os.O_RDONLY, os.O_RDWR):
+            self.kernel.read(cred, key.serial)
+        handle = KeyFile(cred, key.serial)
+        if accmode in (os.O_WRONLY, os.O_RDWR):
+            if key.state is KeyState.UNINSTANTIATED:
+                self.kernel.lookup(cred, key.serial, abi.KEY_WRITE, partial=True)
+                handle.limit = 32767
+            else:
+                self.kernel.lookup(cred, key.serial, abi.KEY_WRITE)
+            if flags & os.O_APPEND:
+                handle.buffer = bytearray(key.payload)
+        return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
+
+    def _open_events(self, specs: list[int], cred: Cred, pid: int, nonblock: bool) -> EventFile:
+        queue = self.kernel.new_queue(cred)
+        queue.set_size(EVENTS_QUEUE_SIZE)
+        handle = EventFile(queue, cred, pid, nonblock)
+        try:
+            limit = nofile_limit(pid)
+            for tag, key_id in enumerate(specs, start=1):
+                self.kernel.watch_key(cred, key_id, queue, tag, limit)
+        except BaseException:
+            handle.close(self.kernel)
+            raise
+        return handle
+
+    @handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handle(fh)
+        if isinstance(handle, KeyFile):
+            if handle.serial is None:
+                return bytes((handle.buffer or b"")[off:off + size])
+            return self.kernel.read(handle.cred, handle.serial)[off:off + size]
+        if isinstance(handle, EventFile):
+            while True:
+                handle.fill()
+                if handle.text or size == 0:
+                    data = bytes(handle.text[:size])
+                    del handle.text[:size]
+                    return data
+                if handle.queue.hangup:
+                    return b""
+                await self._wait(handle)
+        if isinstance(handle, QueueFile):
+            while True:
+                try:
+                    return handle.queue.read_nowait(size)
+                except KernelError as error:
+                    if error.errno != errno.EAGAIN:
+                        raise
+                await self._wait(handle)
+        raise pyfuse3.FUSEError(errno.EISDIR)
+
+    async def _wait(self, handle: Stream) -> None:
+        """Block until woken; EAGAIN for O_NONBLOCK; EINTR as soon as the reader has a signal."""
+        if handle.nonblock:
+            raise pyfuse3.FUSEError(errno.EAGAIN)
+        await handle.wait(SIGNAL_CHECK_INTERVAL)
+        if self._closing:
+            raise pyfuse3.FUSEError(errno.EINTR)
+        if handle.queue.would_block and signal_pending(handle.pid):
+            raise pyfuse3.FUSEError(errno.EINTR)
+
+    @handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handle(fh)
+        if isinstance(handle, KeyFile):
+            return handle.write(off, buf)
+        if isinstance(handle, QueueFile):
+            self._control(handle, buf)
+            return len(buf)
+        raise pyfuse3.FUSEError(errno.EBADF)
+
+    def _control(self, handle: QueueFile, data: bytes) -> None:
+        command = parse_command(data)
+        queue = handle.queue
+        if isinstance(command, SetSize):
+            queue.set_size(command.notes)
+        elif isinstance(command, SetFilter):
+            queue.set_filter(None if command.data is None else Filter.from_bytes(command.data))
+        elif isinstance(command, WatchKey):
+            self.kernel.watch_key(handle.cred, command.key_id, queue, command.tag, nofile_limit(handle.pid))
+
+    @handler
+    async def flush(self, fh: int) -> None:
+        handle = self._handles.get(fh)
+        if isinstance(handle, KeyFile):
+            self._commit(handle)
+
+    def _commit(self, handle: KeyFile) -> None:
+        was_new = handle.serial is None
+        try:
+            handle.commit(self.kernel)
+        finally:
+            if was_new and handle.serial is not None:
+                # The created file is a key now: its pending name goes, the key's own stays.
+                self._dynamic[handle.inode] = ("pending", handle)  # type: ignore[attr-defined]
+
+    @handler
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh, None)
+        if isinstance(handle, KeyFile):
+            try:
+                if handle.dirty:
+                    self._commit(handle)
+            except KernelError as error:
+                log.info("key write lost at close: %s", error)
+            finally:
+                self._dynamic.pop(getattr(handle, "inode", -1), None)
+        elif isinstance(handle, Stream):
+            handle.close(self.kernel)
+
+    @handler
+    async def poll(self, inode: int, fh: int, poll_handle: Optional[pyfuse3.PollHandle],
+                   ctx: pyfuse3.RequestContext) -> int:
+        handle = self._handles.get(fh)
+        if isinstance(handle, EventFile):
+            handle.fill()
+        if isinstance(handle, Stream):
+            mask = handle.poll_mask()
+            if poll_handle is not None and not mask & select.POLLIN:
+                handle.poll_handle = poll_handle
+            return mask
+        return select.POLLIN | select.POLLRDNORM | select.POLLOUT | select.POLLWRNORM
+
+    @handler
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: Optional[int], ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        cred = self._cred(ctx)
+        if names.serial_of(inode) is None:
+            if fields.update_uid or fields.update_gid or fields.update_mode:
+                raise pyfuse3.FUSEError(errno.EPERM)
+            return self._attr(inode, cred)
+        key = self._key(inode)
+        if fields.update_mode:
+            raise KernelError(errno.EPERM, "key permissions are set with user.keyctl.perm")
+        if fields.update_uid or fields.update_gid:
+            uid = attr.st_uid if fields.update_uid else -1
+            gid = attr.st_gid if fields.update_gid else -1
+            self.kernel.chown(cred, key.serial, _id(uid), _id(gid))
+        return self._attr(inode, cred)
+
+    # ---------------------------------------------------------------- xattrs
+
+    @handler
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if names.serial_of(inode) is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        key = self._key(inode)
+        return xattrs.get(self.kernel, self._cred(ctx), key.serial, name)
+
+    @handler
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        if names.serial_of(inode) is None:
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
+        key = self._key(inode)
+        xattrs.set(self.kernel, self._cred(ctx), key.serial, name, value)
+
+    @handler
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        if names.serial_of(inode) is None:
+            return []
+        key = _check_view(self.kernel, self._cred(ctx), self._key(inode))
+        return xattrs.names(key.is_keyring)
+
+    @handler
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOTSUP)
+
+    @handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_files = len(self.kernel.keys)
+        data.f_namemax = names.NAME_MAX
+        return data
+
+    # ------------------------------------------------------ background work
+
+    def _wake_gc(self) -> None:
+        self._gc_wake.set()
+
+    async def run_gc(self) -> None:
+        """The key garbage collector runs as its own task, after the operation that doomed a key."""
+        while True:
+            self._gc_wake = trio.Event()
+            due = self.kernel.collect()
+            with trio.move_on_after(math.inf if due is None else due + 0.01):
+                await self._gc_wake.wait()
+
+    async def run_reaper(self) -> None:
+        """Thread, process and session keyrings go when their owner ends."""
+        while True:
+            await trio.sleep(REAPER_INTERVAL)
+            for kind in ("thread", "process", "session"):
+                for owner in self.kernel.owners(kind):
+                    if isinstance(owner, tuple) and not alive(owner):
+                        self.kernel.owner_gone(kind, owner)
+
+    def shutdown(self) -> None:
+        """Wake every blocked reader so that nothing holds the unmount."""
+        self._closing = True
+        for handle in list(self._handles.values()):
+            if isinstance(handle, Stream):
+                handle.wake()
+
+
+def _id(value: int) -> int:
+    return -1 if value in (-1, 0xFFFFFFFF) else value
+
+
+def _check_view(kernel: Kernel, cred: Cred, key: Key) -> Key:
+    permission.check(key, cred, abi.KEY_VIEW, kernel.possessed(cred, key))
+    return key
+
+
+__all__ = ["WqfsOperations", "EVENTS_QUEUE_SIZE"]

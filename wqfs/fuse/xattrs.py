@@ -1,0 +1,126 @@
+"""Extended attributes of keys: the shell's way to keyctl operations that have no file verb.
+
+    getfattr -n user.keyctl.describe FILE       type;uid;gid;perm;description
+    setfattr -n user.keyctl.perm -v 0x3f3f0000 FILE    setperm
+    setfattr -n user.keyctl.revoke FILE          revoke (and .invalidate, .clear)
+    setfattr -n user.keyctl.timeout -v 60 FILE   set_timeout (0 clears)
+    setfattr -n user.keyctl.link -v SERIAL RING  link a key (keyrings too) into RING
+    setfattr -n user.keyctl.request -v user:NAME RING   a key under construction in RING
+    setfattr -n user.keyctl.negate -v 60 FILE    negate it (.reject -v "60 EKEYREJECTED")
+    setfattr -n user.keyctl.restrict RING        restrict_keyring (no more links)
+"""
+from __future__ import annotations
+
+import errno
+
+from .. import abi
+from ..kernel import Cred, Kernel, KernelError, KeyState, describe_key
+from ..protocol import parse_int, parse_key_spec
+
+PREFIX = b"user.keyctl."
+READABLE = ("describe", "serial", "type", "description", "uid", "gid", "perm", "state", "expiry", "security")
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise KernelError(errno.EINVAL, "attribute values are ASCII text") from None
+
+
+def _errno_value(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    value = getattr(errno, text, None)
+    if not isinstance(value, int):
+        raise KernelError(errno.EINVAL, f"{text!r} is not an errno name or number")
+    return value
+
+
+def get(kernel: Kernel, cred: Cred, serial: int, name: bytes) -> bytes:
+    if not name.startswith(PREFIX):
+        raise KernelError(errno.ENODATA, "no such attribute")
+    attr = name[len(PREFIX):].decode("ascii", "replace")
+    if attr not in READABLE:
+        raise KernelError(errno.ENODATA, f"no attribute {attr!r}")
+    if attr == "security":
+        return kernel.get_security(cred, serial).encode()
+    key, _ = kernel.lookup(cred, serial, abi.KEY_VIEW, partial=True)
+    if attr == "describe":
+        value = describe_key(key)
+    elif attr == "serial":
+        value = str(key.serial)
+    elif attr == "type":
+        value = key.type.name
+    elif attr == "description":
+        value = key.description
+    elif attr == "uid":
+        value = str(key.uid)
+    elif attr == "gid":
+        value = str(abi.OVERFLOW_GID if key.gid == -1 else key.gid)
+    elif attr == "perm":
+        value = f"{key.perm:08x}"
+    elif attr == "state":
+        value = state_of(kernel, key)
+    else:  # expiry
+        value = "none" if key.expiry is None else str(max(0, int(key.expiry - kernel.now())))
+    return value.encode("utf-8", "surrogateescape")
+
+
+def state_of(kernel: Kernel, key) -> str:
+    if key.invalidated:
+        return "invalidated"
+    if key.revoked:
+        return "revoked"
+    if key.expired(kernel.now()):
+        return "expired"
+    return key.state.value
+
+
+def set(kernel: Kernel, cred: Cred, serial: int, name: bytes, value: bytes) -> None:
+    if not name.startswith(PREFIX):
+        raise KernelError(errno.ENOTSUP, "only user.keyctl.* attributes can be set")
+    attr = name[len(PREFIX):].decode("ascii", "replace")
+    text = _text(value)
+    if attr == "perm":
+        kernel.setperm(cred, serial, parse_int(text, "perm"))
+    elif attr == "timeout":
+        timeout = parse_int(text, "timeout")
+        if not 0 <= timeout < 1 << 32:
+            raise KernelError(errno.EINVAL, "timeout is 0..2^32-1 seconds")
+        kernel.set_timeout(cred, serial, timeout)
+    elif attr == "revoke":
+        kernel.revoke(cred, serial)
+    elif attr == "invalidate":
+        kernel.invalidate(cred, serial)
+    elif attr == "clear":
+        kernel.clear(cred, serial)
+    elif attr == "link":
+        kernel.link(cred, parse_key_spec(text), serial)
+    elif attr == "unlink":
+        kernel.unlink(cred, parse_key_spec(text), serial)
+    elif attr == "restrict":
+        kernel.restrict_keyring(cred, serial, None, None)
+    elif attr == "request":
+        type_name, sep, description = text.partition(":")
+        if not sep:
+            raise KernelError(errno.EINVAL, "request takes TYPE:DESCRIPTION")
+        kernel.construct_key(cred, type_name, description, serial)
+    elif attr == "negate":
+        kernel.negate(cred, serial, parse_int(text or "0", "timeout"))
+    elif attr == "reject":
+        parts = text.split()
+        if len(parts) != 2:
+            raise KernelError(errno.EINVAL, "reject takes 'TIMEOUT ERRNO'")
+        kernel.reject(cred, serial, parse_int(parts[0], "timeout"), _errno_value(parts[1]))
+    elif attr in READABLE:
+        raise KernelError(errno.EPERM, f"{attr} is read-only")
+    else:
+        raise KernelError(errno.ENOTSUP, f"no attribute {attr!r}")
+
+
+def names(key_is_keyring: bool) -> list[bytes]:
+    return [PREFIX + a.encode() for a in READABLE]
+
+
+__all__ = ["get", "set", "names", "state_of", "KeyState"]

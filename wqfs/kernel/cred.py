@@ -1,0 +1,32 @@
+"""Who is asking: the identity a front derives from the real caller, never from its words."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable
+
+
+@dataclass(frozen=True)
+class Cred:
+    """A caller's credentials and the identities its special keyrings hang off.
+
+    thread, process and session are opaque keys chosen by the front (for the FUSE
+    tree: the tid, the tgid and the POSIX session id, each with its start time so
+    a reused number is a new owner).
+    """
+    uid: int
+    gid: int
+    groups: frozenset[int] = field(default_factory=frozenset)
+    thread: Hashable = None
+    process: Hashable = None
+    session: Hashable = None
+    # KEY_LOOKUP_CREATE on @s installs a new anonymous session keyring when the
+    # session has none (the kernel's rule, kept by the syscall front). The FUSE
+    # tree turns it off so that every terminal without one shares @us.
+    implicit_session: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return self.uid == 0
+
+    def in_group(self, gid: int) -> bool:
+        return gid == self.gid or gid in self.groups

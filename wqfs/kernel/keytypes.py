@@ -1,0 +1,56 @@
+"""Key types: what each accepts as a description and payload, as the kernel's do."""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from .. import abi
+from .errors import KernelError
+
+
+@dataclass(frozen=True)
+class KeyType:
+    name: str
+    readable: bool
+    updatable: bool
+    is_keyring: bool = False
+
+    def check_description(self, description: str) -> None:
+        if self.name == "logon":
+            # logon_vet_description: "service:rest", the colon not first.
+            colon = description.find(":")
+            if colon <= 0:
+                raise KernelError(errno.EINVAL, "a logon key's description must be 'prefix:name'")
+
+    def check_payload(self, payload: bytes) -> None:
+        if self.is_keyring:
+            if payload:
+                raise KernelError(errno.EINVAL, "a keyring takes no payload")
+            return
+        # user_preparse: 1..32767 bytes.
+        if not 0 < len(payload) <= 32767:
+            raise KernelError(errno.EINVAL, "a user or logon payload is 1..32767 bytes")
+
+    def default_perm(self) -> int:
+        perm = abi.KEY_POS_VIEW | abi.KEY_POS_SEARCH | abi.KEY_POS_LINK | abi.KEY_POS_SETATTR | abi.KEY_USR_VIEW
+        if self.readable:
+            perm |= abi.KEY_POS_READ
+        if self.is_keyring or self.updatable:
+            perm |= abi.KEY_POS_WRITE
+        return perm
+
+
+USER = KeyType("user", readable=True, updatable=True)
+LOGON = KeyType("logon", readable=False, updatable=True)
+KEYRING = KeyType("keyring", readable=True, updatable=False, is_keyring=True)
+
+TYPES = {t.name: t for t in (USER, LOGON, KEYRING)}
+
+
+def lookup_type(name: str) -> KeyType:
+    if name.startswith("."):
+        raise KernelError(errno.EPERM, f"key type {name!r} is internal")
+    try:
+        return TYPES[name]
+    except KeyError:
+        raise KernelError(errno.ENODEV, f"no key type {name!r}") from None

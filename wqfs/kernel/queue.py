@@ -1,0 +1,167 @@
+"""A notification queue: the ring of 128-byte notes behind pipe2(O_NOTIFICATION_PIPE).
+
+It keeps the kernel's rules for size, filter, loss and read(), and knows nothing of
+how a front waits: a front registers a listener and is told when something changed.
+"""
+from __future__ import annotations
+
+import errno
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .. import abi
+from ..records import LOSS_BYTES
+from .errors import KernelError
+from .filter import Filter
+
+if TYPE_CHECKING:
+    from .watch import Watch
+
+
+@dataclass(frozen=True)
+class QueueStatistics:
+    capacity: int
+    queued: int
+    queued_bytes: int
+    loss_pending: bool
+    posted: int
+    lost: int
+    filtered: int
+    watches: int
+
+
+def capacity_for(nr_notes: int) -> int:
+    """Notes a queue holds after SET_SIZE(nr_notes): whole pages of 32 (kernels since 5.17)."""
+    pages = -(-nr_notes // abi.WATCH_QUEUE_NOTES_PER_PAGE)
+    return pages * abi.WATCH_QUEUE_NOTES_PER_PAGE
+
+
+class WatchQueue:
+    __slots__ = ("capacity", "filter", "_records", "_note_loss", "writers", "watches",
+                 "defunct", "_listeners", "_posted", "_lost", "_filtered", "owner_uid", "_bytes")
+
+    def __init__(self, owner_uid: int = 0) -> None:
+        self.capacity = 0  # 0: the size was never set, and every record is dropped
+        self.filter: Optional[Filter] = None
+        self._records: deque[list] = deque()  # [bytes, loss_flag]
+        self._bytes = 0
+        self._note_loss = False
+        self.writers = 1
+        self.watches: dict[int, Watch] = {}  # by key serial: one watch per (queue, key)
+        self.defunct = False
+        self._listeners: list[Callable[[], None]] = []
+        self._posted = self._lost = self._filtered = 0
+        self.owner_uid = owner_uid
+
+    # ---- configuration (the two ioctls) ----
+
+    def set_size(self, nr_notes: int) -> None:
+        if self.capacity:
+            raise KernelError(errno.EBUSY, "the queue size can be set only once")
+        if nr_notes < 1 or nr_notes > abi.WATCH_QUEUE_MAX_NOTES:
+            raise KernelError(errno.EINVAL, "the size is 1..512 notes")
+        self.capacity = capacity_for(nr_notes)
+
+    def set_filter(self, new_filter: Optional[Filter]) -> None:
+        self.filter = new_filter
+
+    # ---- posting ----
+
+    def post(self, record: bytes, filterable: bool = True) -> bool:
+        """Enqueue one tagged record; False if it was filtered or lost."""
+        if self.defunct:
+            return False
+        if filterable and self.filter is not None:
+            word0 = int.from_bytes(record[0:4], "little")
+            info = int.from_bytes(record[4:8], "little")
+            if not self.filter.matches(word0 & 0xFFFFFF, word0 >> 24, info):
+                self._filtered += 1
+                return False
+        if len(self._records) >= self.capacity:
+            self._lost += 1
+            if self._records:
+                self._records[-1][1] = True
+            return False
+        self._records.append([record, False])
+        self._bytes += len(record)
+        self._posted += 1
+        self._wake()
+        return True
+
+    # ---- reading (pipe_read) ----
+
+    def read_nowait(self, size: int) -> bytes:
+        """Whole records up to size bytes; b'' at EOF; EAGAIN when a reader would block."""
+        if size == 0:
+            return b""
+        out = bytearray()
+        records = self._records
+        while True:
+            if self._note_loss:
+                if size - len(out) < 8:
+                    if not out:
+                        raise KernelError(errno.ENOBUFS, "buffer too small for the loss record")
+                    break
+                out += LOSS_BYTES
+                self._note_loss = False
+            if not records:
+                break
+            record, lost_after = records[0]
+            if len(record) > size - len(out):
+                if not out:
+                    raise KernelError(errno.ENOBUFS, "buffer too small for the next record")
+                break
+            out += record
+            records.popleft()
+            self._bytes -= len(record)
+            if lost_after:
+                self._note_loss = True
+            if len(out) == size or not records:
+                break  # pipe_read leaves the loop here: a pending loss waits for the next read
+        if out:
+            return bytes(out)
+        if self.writers == 0:
+            return b""
+        raise KernelError(errno.EAGAIN, "the queue is empty")
+
+    @property
+    def readable(self) -> bool:
+        """What poll reports as POLLIN: queued records only, not a pending loss record."""
+        return bool(self._records)
+
+    @property
+    def hangup(self) -> bool:
+        return self.writers == 0
+
+    @property
+    def would_block(self) -> bool:
+        return not self._records and not self._note_loss and self.writers > 0
+
+    @property
+    def nbytes(self) -> int:
+        """FIONREAD: bytes of queued records (a pending loss record is not counted)."""
+        return self._bytes
+
+    def close_writer(self) -> None:
+        self.writers -= 1
+        self._wake()
+
+    # ---- waking fronts ----
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        try:
+            self._listeners.remove(callback)
+        except ValueError:
+            pass
+
+    def _wake(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    def statistics(self) -> QueueStatistics:
+        return QueueStatistics(self.capacity, len(self._records), self._bytes, self._note_loss,
+                               self._posted, self._lost, self._filtered, len(self.watches))
