@@ -43,7 +43,7 @@ def _check_mountpoint(path: str, is_default: bool) -> str:
         raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         raise UsageError("/dev/fuse is not accessible to this user")
-    return os.path.abspath(path)
+    return os.path.realpath(path)
 
 
 def _banner(mountpoint: str) -> str:
@@ -63,7 +63,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.foreground:
         ops = _init(mountpoint, args)
         print(_banner(mountpoint), flush=True)
-        daemon.serve(ops)
+        daemon.serve(ops, mountpoint)
         print("wqfs: unmounted", flush=True)
         return 0
     read_end, write_end = os.pipe()
@@ -90,7 +90,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         os.write(write_end, b"ok")
         os.close(write_end)
 
-    daemon.serve(ops, ready)
+    daemon.serve(ops, mountpoint, ready)
     os._exit(0)
 
 
@@ -195,6 +195,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import default_mountpoint
+    from .syscalls.run import RunError, run
+    argv = list(args.program)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run needs a program: wqfs run -- PROGRAM [ARGS...]")
+    try:
+        return run(argv, args.mount or default_mountpoint())
+    except RunError as error:
+        raise UsageError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Linux watch_queue and key notifications in user space.")
     parser.add_argument("--version", action="version", version=f"wqfs {__version__}")
@@ -226,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     decode = sub.add_parser("decode", help="decode binary records from stdin")
     decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl")
     decode.set_defaults(func=cmd_decode)
+    run = sub.add_parser("run", help="run a program with watch_queue and key syscalls emulated")
+    run.add_argument("--mount", help="the daemon to use (default: the default mountpoint; else a private one)")
+    run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

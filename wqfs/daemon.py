@@ -11,6 +11,8 @@ import trio
 
 from .kernel import Kernel
 from .fuse.operations import WqfsOperations
+from .syscalls import server
+from .syscalls.front import SyscallFront
 
 log = logging.getLogger("wqfs")
 
@@ -40,11 +42,13 @@ def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
     return ops
 
 
-async def _serve(ops: WqfsOperations, on_ready: Optional[Callable[[], None]]) -> None:
+async def _serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]]) -> None:
+    front = SyscallFront(ops.kernel, ops, mountpoint, ops.callers)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ops.run_gc)
         nursery.start_soon(ops.run_reaper)
         nursery.start_soon(_signals, ops)
+        await nursery.start(server.serve, front, mountpoint)
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)
@@ -60,10 +64,10 @@ async def _signals(ops: WqfsOperations) -> None:
             return
 
 
-def serve(ops: WqfsOperations, on_ready: Optional[Callable[[], None]] = None) -> None:
+def serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run until unmounted or signalled; always leave the mountpoint unmounted."""
     try:
-        trio.run(_serve, ops, on_ready)
+        trio.run(_serve, ops, mountpoint, on_ready)
     finally:
         try:
             pyfuse3.close(unmount=True)

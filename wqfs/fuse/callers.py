@@ -6,12 +6,13 @@ its pending signals) comes from /proc, never from anything the caller says.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Hashable, Optional
 
-from ..kernel import Cred
+from ..kernel import Cred, KernelError
 
 _TTL = 0.5  # seconds a thread's process and session are trusted before /proc is read again
 
@@ -61,11 +62,23 @@ def _status(pid: int) -> dict[str, str]:
     return out
 
 
+def parent_of(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else 0
+
+
 class CallerTable:
-    """Caches what /proc says about each calling thread for a short while."""
+    """Caches what /proc says about each calling thread for a short while.
+
+    It also keeps the session keyrings that processes joined under `wqfs run`
+    (join_session_keyring, session_to_parent): a process uses the session of the
+    nearest ancestor that joined one, else its POSIX session.
+    """
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[float, TaskInfo]] = {}
+        self._joined: dict[tuple[int, int], Hashable] = {}  # process owner -> session token
+        self._tokens = 0
 
     def task(self, tid: int) -> TaskInfo:
         now = time.monotonic()
@@ -78,8 +91,7 @@ class CallerTable:
         self._cache[tid] = (now, info)
         return info
 
-    @staticmethod
-    def _read(tid: int) -> TaskInfo:
+    def _read(self, tid: int) -> TaskInfo:
         fields = _stat(tid)
         status = _status(tid)
         started = int(fields[19]) if fields else 0
@@ -88,7 +100,58 @@ class CallerTable:
         groups = frozenset(int(g) for g in status.get("Groups", "").split())
         process_start = started if tgid == tid else (start_time(tgid) or 0)
         session_start = start_time(sid) or 0 if sid > 0 else 0
-        return TaskInfo(tgid, sid, (tid, started), (tgid, process_start), (sid, session_start), groups)
+        process = (tgid, process_start)
+        session: Hashable = (sid, session_start)
+        if self._joined:
+            session = self._inherited_session(process, session)
+        return TaskInfo(tgid, sid, (tid, started), process, session, groups)
+
+    def _inherited_session(self, process: tuple[int, int], default: Hashable) -> Hashable:
+        """The joined session of the process or its nearest ancestor, kept as fork would keep it."""
+        token = self._joined.get(process)
+        if token is not None:
+            return token
+        pid = process[0]
+        for _ in range(64):
+            pid = parent_of(pid)
+            if pid <= 1:
+                return default
+            started = start_time(pid)
+            if started is None:
+                return default
+            token = self._joined.get((pid, started))
+            if token is not None:
+                self._joined[process] = token
+                return token
+        return default
+
+    def join_session(self, kernel, cred: Cred, pid: int, name: Optional[str]) -> int:
+        """KEYCTL_JOIN_SESSION_KEYRING: the caller (and its later children) get a new session."""
+        self._tokens += 1
+        token = ("joined", self._tokens)
+        serial = kernel.join_session_keyring(replace(cred, session=token), name)
+        self._joined[cred.process] = token
+        self._cache.clear()
+        return serial
+
+    def session_to_parent(self, pid: int, cred: Cred) -> None:
+        """KEYCTL_SESSION_TO_PARENT: the parent process takes the caller's session keyring."""
+        parent = parent_of(cred.process[0] if isinstance(cred.process, tuple) else pid)
+        started = start_time(parent) if parent > 1 else None
+        if started is None:
+            raise KernelError(errno.EPERM, "no parent to give the session keyring to")
+        self._joined[(parent, started)] = cred.session
+        self._cache.clear()
+
+    def session_alive(self, token: Hashable) -> bool:
+        """A POSIX session lives with its leader; a joined one while a process uses it."""
+        for owner in [o for o in self._joined if not alive(o)]:
+            del self._joined[owner]
+        if isinstance(token, tuple) and token and token[0] == "joined":
+            return token in self._joined.values()
+        if isinstance(token, tuple) and len(token) == 2 and token[1] == 0:
+            return True  # the session's leader was already gone when it was first seen
+        return isinstance(token, tuple) and alive(token)
 
     def cred(self, tid: int, uid: int, gid: int) -> Cred:
         info = self.task(tid)

@@ -97,8 +97,41 @@ class Stream:
         kernel.release_queue(self.queue)
 
 
+class Pipe:
+    """Both ends of an emulated pipe2(O_NOTIFICATION_PIPE): one queue, released with its last end."""
+
+    def __init__(self, queue: WatchQueue, cred: Cred, pid: int) -> None:
+        self.queue = queue
+        self.cred = cred
+        self.pid = pid
+        self.open_ends = 0
+
+
 class QueueFile(Stream):
-    """MOUNT/watch_queue: binary records out, control commands in."""
+    """MOUNT/watch_queue: binary records out, control commands in.
+
+    As one end of a pipe made by `wqfs run`, it is a notification pipe instead:
+    write() gives EXDEV and the queue is configured by (trapped) ioctls.
+    """
+
+    def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool,
+                 pipe: Optional[Pipe] = None, end: str = "") -> None:
+        super().__init__(queue, cred, pid, nonblock)
+        self.pipe = pipe
+        self.end = end
+        if pipe is not None:
+            pipe.open_ends += 1
+
+    def close(self, kernel: Kernel) -> None:
+        if self.pipe is None:
+            super().close(kernel)
+            return
+        self.queue.remove_listener(self.wake)
+        if self.end == "w":
+            self.queue.close_writer()
+        self.pipe.open_ends -= 1
+        if self.pipe.open_ends == 0:
+            kernel.release_queue(self.queue)
 
 
 class EventFile(Stream):

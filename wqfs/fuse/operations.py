@@ -26,7 +26,7 @@ from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_sp
 from ..kernel.filter import Filter
 from . import names, xattrs
 from .callers import CallerTable, alive, nofile_limit, signal_pending
-from .handles import DirHandle, EventFile, KeyFile, QueueFile, Stream
+from .handles import DirHandle, EventFile, KeyFile, Pipe, QueueFile, Stream
 
 log = logging.getLogger("wqfs.fuse")
 
@@ -84,6 +84,8 @@ class WqfsOperations(pyfuse3.Operations):
         self._dynamic: dict[int, tuple[str, Any]] = {}  # inode -> ("events", name) | ("pending", KeyFile)
         self._events_inodes: dict[bytes, int] = {}
         self._next_inode = names.DYNAMIC_BASE
+        self._pipes: dict[str, Pipe] = {}
+        self._pipe_ends: dict[bytes, int] = {}  # unopened end name -> inode
         self._closing = False
         self._gc_wake = trio.Event()
         kernel.add_gc_listener(self._wake_gc)
@@ -164,6 +166,8 @@ class WqfsOperations(pyfuse3.Operations):
     def _attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
         if inode == names.ROOT or inode in (names.KEYS, names.EVENTS):
             return self._base_attr(inode, stat.S_IFDIR | 0o555, 0, 2)
+        if inode == names.PIPES:
+            return self._base_attr(inode, stat.S_IFDIR | 0o111, 0, 2)
         if inode == names.QUEUE:
             return self._base_attr(inode, stat.S_IFREG | 0o666)
         if inode in names.LINK_INODES:
@@ -173,6 +177,8 @@ class WqfsOperations(pyfuse3.Operations):
             kind, value = dynamic
             if kind == "events":
                 return self._base_attr(inode, stat.S_IFREG | 0o444)
+            if kind == "pipe":
+                return self._base_attr(inode, stat.S_IFIFO | 0o600)
             assert isinstance(value, KeyFile)
             if value.serial is not None:
                 return self._key_attr(self._key(names.key_inode(value.serial)))
@@ -235,7 +241,14 @@ class WqfsOperations(pyfuse3.Operations):
             for entry, inode in names.ROOT_ENTRIES:
                 if entry.encode() == name:
                     return self._attr(inode, cred)
+            if name == b".pipe":
+                return self._attr(names.PIPES, cred)
             raise pyfuse3.FUSEError(errno.ENOENT)
+        if parent_inode == names.PIPES:
+            inode = self._pipe_ends.get(name)
+            if inode is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return self._attr(inode, cred)
         if parent_inode == names.KEYS:
             serial = names.parse_serial(name)
             if serial is None or serial not in self.kernel.keys:
@@ -417,6 +430,13 @@ class WqfsOperations(pyfuse3.Operations):
             stream.fh = self._add_handle(QueueFile(self.kernel.new_queue(cred), cred, ctx.pid, nonblock))
             return stream
         dynamic = self._dynamic.get(inode)
+        if dynamic is not None and dynamic[0] == "pipe":
+            token, end = dynamic[1]
+            pipe = self._pipes.get(token)
+            if pipe is None or ctx.uid != os.getuid():
+                raise pyfuse3.FUSEError(errno.EACCES)
+            stream.fh = self._add_handle(QueueFile(pipe.queue, pipe.cred, pipe.pid, nonblock, pipe, end))
+            return stream
         if dynamic is not None and dynamic[0] == "events":
             if accmode != os.O_RDONLY:
                 raise pyfuse3.FUSEError(errno.EACCES)
@@ -501,6 +521,8 @@ class WqfsOperations(pyfuse3.Operations):
         if isinstance(handle, KeyFile):
             return handle.write(off, buf)
         if isinstance(handle, QueueFile):
+            if handle.pipe is not None:
+                raise KernelError(errno.EXDEV, "notification pipes cannot be written")
             self._control(handle, buf)
             return len(buf)
         raise pyfuse3.FUSEError(errno.EBADF)
@@ -543,6 +565,8 @@ class WqfsOperations(pyfuse3.Operations):
                 self._dynamic.pop(getattr(handle, "inode", -1), None)
         elif isinstance(handle, Stream):
             handle.close(self.kernel)
+            if isinstance(handle, QueueFile) and handle.pipe is not None and handle.pipe.open_ends == 0:
+                self._pipes = {t: p for t, p in self._pipes.items() if p is not handle.pipe}
 
     @handler
     async def poll(self, inode: int, fh: int, poll_handle: Optional[pyfuse3.PollHandle],
@@ -609,6 +633,32 @@ class WqfsOperations(pyfuse3.Operations):
         data.f_namemax = names.NAME_MAX
         return data
 
+    # ------------------------------------------------------------ pipes
+
+    def new_pipe(self, cred: Cred, pid: int) -> tuple[str, str]:
+        """A queue with a read end and a write end, for the syscall front to open and hand over."""
+        token = os.urandom(8).hex()
+        self._pipes[token] = Pipe(self.kernel.new_queue(cred), cred, pid)
+        ends = (f"{token}r", f"{token}w")
+        for end in ends:
+            self._pipe_ends[end.encode()] = self._alloc_inode("pipe", (token, end[-1]))
+        return ends
+
+    def forget_pipe(self, *ends: str) -> None:
+        for end in ends:
+            inode = self._pipe_ends.pop(end.encode(), None)
+            if inode is not None:
+                self._dynamic.pop(inode, None)
+        token = ends[0][:-1]
+        pipe = self._pipes.get(token)
+        if pipe is not None and pipe.open_ends == 0:
+            del self._pipes[token]
+            self.kernel.release_queue(pipe.queue)
+
+    def pipe_queue(self, token: str) -> Optional[WatchQueue]:
+        pipe = self._pipes.get(token)
+        return pipe.queue if pipe is not None else None
+
     # ------------------------------------------------------ background work
 
     def _wake_gc(self) -> None:
@@ -626,10 +676,13 @@ class WqfsOperations(pyfuse3.Operations):
         """Thread, process and session keyrings go when their owner ends."""
         while True:
             await trio.sleep(REAPER_INTERVAL)
-            for kind in ("thread", "process", "session"):
+            for kind in ("thread", "process"):
                 for owner in self.kernel.owners(kind):
                     if isinstance(owner, tuple) and not alive(owner):
                         self.kernel.owner_gone(kind, owner)
+            for token in self.kernel.owners("session"):
+                if not self.callers.session_alive(token):
+                    self.kernel.owner_gone("session", token)
 
     def shutdown(self) -> None:
         """Wake every blocked reader so that nothing holds the unmount."""

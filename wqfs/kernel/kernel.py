@@ -301,7 +301,7 @@ class Kernel:
                 if not defer:
                     raise KernelError(errno.EAGAIN, f"key {key.serial} is under construction")
             elif key.state is KeyState.NEGATIVE and not defer:
-                self._validate(key)
+                # wait_for_key_construction: the stored error comes before key_validate
                 raise KernelError(key.reject_error, f"key {key.serial} is negative")
             if not defer:
                 self._validate(key)

@@ -1,0 +1,1 @@
+"""The syscall front of `wqfs run`: seccomp user notifications answered by the emulated kernel."""

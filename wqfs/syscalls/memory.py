@@ -1,0 +1,81 @@
+"""The caller's memory, read and written with process_vm_readv/writev; EFAULT as the kernel gives it."""
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from ..kernel import KernelError
+from .seccomp import libc
+
+PAGE = 4096
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+libc.process_vm_readv.restype = ctypes.c_ssize_t
+libc.process_vm_writev.restype = ctypes.c_ssize_t
+
+
+def _transfer(pid: int, address: int, buffer: ctypes.Array, length: int, write: bool) -> int:
+    local = _IoVec(ctypes.cast(buffer, ctypes.c_void_p), length)
+    remote = _IoVec(address, length)
+    fn = libc.process_vm_writev if write else libc.process_vm_readv
+    return fn(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+
+
+def read(pid: int, address: int, length: int) -> bytes:
+    if length == 0:
+        return b""
+    if address == 0:
+        raise KernelError(errno.EFAULT, "NULL pointer")
+    buffer = ctypes.create_string_buffer(length)
+    done = _transfer(pid, address, buffer, length, False)
+    if done != length:
+        raise KernelError(errno.EFAULT, f"bad address {address:#x}")
+    return buffer.raw
+
+
+def write(pid: int, address: int, data: bytes) -> None:
+    if not data:
+        return
+    if address == 0:
+        raise KernelError(errno.EFAULT, "NULL pointer")
+    buffer = ctypes.create_string_buffer(data, len(data))
+    if _transfer(pid, address, buffer, len(data), True) != len(data):
+        raise KernelError(errno.EFAULT, f"bad address {address:#x}")
+
+
+def read_string(pid: int, address: int, limit: int) -> str:
+    """strndup_user: EFAULT on a bad pointer, EINVAL when no NUL comes within limit bytes."""
+    if address == 0:
+        raise KernelError(errno.EFAULT, "NULL string pointer")
+    out = bytearray()
+    while len(out) <= limit:
+        chunk = min(PAGE - (address + len(out)) % PAGE, limit + 1 - len(out))
+        data = read(pid, address + len(out), chunk)
+        nul = data.find(b"\0")
+        if nul >= 0:
+            out += data[:nul]
+            return out.decode("utf-8", "surrogateescape")
+        out += data
+    raise KernelError(errno.EINVAL, f"string longer than {limit} bytes")
+
+
+def read_type(pid: int, address: int) -> str:
+    """key_get_type_from_user: up to 31 characters, EPERM for a type starting with '.'."""
+    name = read_string_limited(pid, address, 32)
+    if name.startswith("."):
+        raise KernelError(errno.EPERM, "internal key type")
+    return name
+
+
+def read_string_limited(pid: int, address: int, size: int) -> str:
+    """strncpy_from_user into a buffer of size: EINVAL when it does not fit with its NUL."""
+    try:
+        return read_string(pid, address, size - 1)
+    except KernelError as error:
+        if error.errno == errno.EINVAL:
+            raise KernelError(errno.EINVAL, "string too long") from None
+        raise

@@ -1,0 +1,126 @@
+"""`wqfs run -- PROGRAM`: start a program whose watch_queue and key syscalls the daemon answers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from . import seccomp, server
+
+
+class RunError(Exception):
+    """One line for the user."""
+
+
+class PrivateDaemon:
+    """A daemon for this program's lifetime, where none serves the mount."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="wqfs-run-")
+        self.mountpoint = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mountpoint)
+        self.proc = subprocess.Popen([sys.executable, "-m", "wqfs", "mount", "-f", self.mountpoint],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not server.daemon_running(self.mountpoint):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+                self.stop()
+                raise RunError(f"could not start a private daemon: {err.splitlines()[-1] if err else 'timeout'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            os.rmdir(self.mountpoint)
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+def _child(sock: socket.socket, argv: Sequence[str]) -> None:
+    """In the forked child: install the filter, hand the listener up, wait for the go, exec."""
+    try:
+        listener = seccomp.install_filter()
+        socket.send_fds(sock, [b"l"], [listener])
+        os.close(listener)
+        if sock.recv(2) != b"go":
+            os._exit(126)
+        sock.close()
+        os.execvp(argv[0], list(argv))
+    except FileNotFoundError:
+        sys.stderr.write(f"wqfs: {argv[0]}: command not found\n")
+        os._exit(127)
+    except OSError as error:
+        sys.stderr.write(f"wqfs: cannot run {argv[0]}: {error.strerror}\n")
+        os._exit(126)
+
+
+def run(argv: Sequence[str], mountpoint: str) -> int:
+    """Run argv under the daemon at mountpoint (or a private one); return its exit status."""
+    private: Optional[PrivateDaemon] = None
+    if not server.daemon_running(mountpoint):
+        private = PrivateDaemon()
+        mountpoint = private.mountpoint
+    try:
+        parent_sock, child_sock = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            parent_sock.close()
+            _child(child_sock, argv)
+        child_sock.close()
+        try:
+            _, fds, _, _ = socket.recv_fds(parent_sock, 4, 1)
+        except OSError:
+            fds = []
+        if not fds:
+            os.waitpid(pid, 0)
+            raise RunError("seccomp user notification is not available here")
+        why = server.hand_over(mountpoint, fds[0])
+        os.close(fds[0])
+        if why is not None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise RunError(f"the daemon at {mountpoint} refused the program: {why}")
+        os.environ["WQFS_MOUNT"] = mountpoint
+        parent_sock.send(b"go")
+        parent_sock.close()
+        return _wait(pid)
+    finally:
+        if private is not None:
+            private.stop()
+
+
+def _wait(pid: int) -> int:
+    """Wait like a shell: signals meant for the program reach it through the terminal."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    forward = lambda signum, frame: os.kill(pid, signum)  # noqa: E731
+    old_term = signal.signal(signal.SIGTERM, forward)
+    old_hup = signal.signal(signal.SIGHUP, forward)
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                return 0
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
