@@ -59,8 +59,14 @@ def entry_name(key: Key) -> bytes:
 
 
 def parse_entry(name: bytes) -> tuple[str, str]:
-    """'type:description' -> (type, description); EINVAL when it is not of that form."""
-    text = name.decode("utf-8", "surrogateescape")
+    """'type:description' -> (type, description); EINVAL when it is not of that form.
+
+    The emulated kernel keeps descriptions as text, so a name must be UTF-8.
+    """
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KernelError(errno.EINVAL, f"{name!r}: names in a keyring are UTF-8") from None
     type_name, sep, description = text.partition(":")
     if not sep or not type_name:
         raise KernelError(errno.EINVAL, f"{text!r}: names in a keyring are TYPE:DESCRIPTION")

@@ -32,6 +32,7 @@ log = logging.getLogger("wqfs.fuse")
 
 EVENTS_QUEUE_SIZE = 256
 SIGNAL_CHECK_INTERVAL = 0.1   # how often a blocked reader's pending signals are checked
+CONSTRUCTION_CHECK_INTERVAL = 0.05  # how often a watch waiting for a key under construction looks again
 REAPER_INTERVAL = 1.0         # how often thread/process/session owners are checked
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -178,7 +179,7 @@ class WqfsOperations(pyfuse3.Operations):
             if kind == "events":
                 return self._base_attr(inode, stat.S_IFREG | 0o444)
             if kind == "pipe":
-                return self._base_attr(inode, stat.S_IFIFO | 0o600)
+                return self._base_attr(inode, stat.S_IFREG | 0o600)  # a FUSE FIFO would bypass us
             assert isinstance(value, KeyFile)
             if value.serial is not None:
                 return self._key_attr(self._key(names.key_inode(value.serial)))
@@ -523,11 +524,11 @@ class WqfsOperations(pyfuse3.Operations):
         if isinstance(handle, QueueFile):
             if handle.pipe is not None:
                 raise KernelError(errno.EXDEV, "notification pipes cannot be written")
-            self._control(handle, buf)
+            await self._control(handle, buf)
             return len(buf)
         raise pyfuse3.FUSEError(errno.EBADF)
 
-    def _control(self, handle: QueueFile, data: bytes) -> None:
+    async def _control(self, handle: QueueFile, data: bytes) -> None:
         command = parse_command(data)
         queue = handle.queue
         if isinstance(command, SetSize):
@@ -535,7 +536,22 @@ class WqfsOperations(pyfuse3.Operations):
         elif isinstance(command, SetFilter):
             queue.set_filter(None if command.data is None else Filter.from_bytes(command.data))
         elif isinstance(command, WatchKey):
-            self.kernel.watch_key(handle.cred, command.key_id, queue, command.tag, nofile_limit(handle.pid))
+            await self._watch_key(handle, command)
+
+    async def _watch_key(self, handle: QueueFile, command: WatchKey) -> None:
+        """KEYCTL_WATCH_KEY, whose key lookup waits (interruptibly) for a key under construction."""
+        while True:
+            try:
+                self.kernel.watch_key(handle.cred, command.key_id, handle.queue, command.tag,
+                                      nofile_limit(handle.pid))
+                return
+            except KernelError as error:
+                key = self.kernel.keys.get(command.key_id)
+                if error.errno != errno.EAGAIN or key is None or key.state is not KeyState.UNINSTANTIATED:
+                    raise
+            await trio.sleep(CONSTRUCTION_CHECK_INTERVAL)
+            if self._closing or signal_pending(handle.pid):
+                raise pyfuse3.FUSEError(errno.EINTR)
 
     @handler
     async def flush(self, fh: int) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 
 from .. import abi
-from ..kernel import Cred, Kernel, KernelError, KeyState, describe_key
+from ..kernel import Cred, Kernel, KernelError, KeyState, describe_key, permission
 from ..protocol import parse_int, parse_key_spec
 
 PREFIX = b"user.keyctl."
@@ -45,6 +45,12 @@ def get(kernel: Kernel, cred: Cred, serial: int, name: bytes) -> bytes:
         raise KernelError(errno.ENODATA, f"no attribute {attr!r}")
     if attr == "security":
         return kernel.get_security(cred, serial).encode()
+    if attr == "state":
+        # Like /proc/keys: shown to whoever may view the key, whatever its state
+        # (describe and the others fail on a revoked or expired key, as keyctl does).
+        key, possessed = kernel.lookup(cred, serial, partial=True, defer=True)
+        permission.check(key, cred, abi.KEY_VIEW, possessed)
+        return state_of(kernel, key).encode()
     key, _ = kernel.lookup(cred, serial, abi.KEY_VIEW, partial=True)
     if attr == "describe":
         value = describe_key(key)
@@ -60,8 +66,6 @@ def get(kernel: Kernel, cred: Cred, serial: int, name: bytes) -> bytes:
         value = str(abi.OVERFLOW_GID if key.gid == -1 else key.gid)
     elif attr == "perm":
         value = f"{key.perm:08x}"
-    elif attr == "state":
-        value = state_of(kernel, key)
     else:  # expiry
         value = "none" if key.expiry is None else str(max(0, int(key.expiry - kernel.now())))
     return value.encode("utf-8", "surrogateescape")

@@ -149,8 +149,8 @@ class SyscallFront:
                 raise  # the fds stay in the caller as the kernel's would; EFAULT is what it sees
             return 0
         finally:
-            for fd in fds:
-                os.close(fd)
+            for fd in fds:  # close() flushes through FUSE: never on the loop's own thread
+                await trio.to_thread.run_sync(os.close, fd)
             self.ops.forget_pipe(read_name, write_name)
 
     # ---- ioctl ----

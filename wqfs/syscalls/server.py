@@ -23,7 +23,12 @@ def socket_name(mountpoint: str) -> bytes:
 async def serve(front: SyscallFront, mountpoint: str,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await listener.bind(socket_name(mountpoint))
+    try:
+        await listener.bind(socket_name(mountpoint))
+    except OSError as error:
+        log.warning("wqfs run cannot use this mount: another daemon holds %s (%s)", mountpoint, error.strerror)
+        task_status.started()
+        return
     listener.listen(64)
     task_status.started()
     async with trio.open_nursery() as nursery:
