@@ -132,7 +132,7 @@ def test_watch_prints_lines_and_exits_0_on_ctrl_c(mnt, ring, procs):
     path = os.path.join(ring, "user:w")
     write_key(path, b"x")
     k = serial(path)
-    assert read_line(proc.stdout) == f"{r} link {k}\n".encode().decode()
+    assert read_line(proc.stdout) == f"{r} link {k}\n"
     os.unlink(path)
     assert read_line(proc.stdout) == f"{r} unlk {k}\n"
     _interrupt(proc)

@@ -476,6 +476,22 @@ def test_closing_a_queue_posts_nothing_and_drops_its_watches(queues, target, mnt
     assert drain(other) == [key(ATTR, k, 0, 2)]
 
 
+def test_a_dup_shares_the_queue_until_the_last_close(mnt, target):
+    from wqfs.client import Queue
+    path, k = target
+    q = Queue(mnt, size=32, nonblock=True)
+    q.watch(k, 1)
+    copy = os.dup(q.fileno())
+    try:
+        q.close()                       # not the last file reference: queue and watch live on
+        post(path)
+        assert os.read(copy, 433) == struct.pack("<IIII", 1 | (ATTR << 24), 0x110, k, 0)
+        os.write(copy, f"unwatch {k}".encode())
+        assert os.read(copy, 433) == struct.pack("<IIQ", 0, 0x110, k)
+    finally:
+        os.close(copy)
+
+
 def test_watch_by_special_name(queues, mnt):
     s = serial(os.path.join(mnt, "@s"))
     q = queues()

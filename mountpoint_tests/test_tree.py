@@ -223,7 +223,7 @@ def test_ls_l_shows_the_keyring(ring):
     assert any(line.startswith("-") and line.endswith("user:one") for line in lines)
 
 
-def test_keyring_file_read_lists_member_serials(ring, mnt):
+def test_keyring_is_a_directory_sized_by_its_links(ring, mnt):
     write_key(os.path.join(ring, "user:m"), b"1")
     member = serial(os.path.join(ring, "user:m"))
     with pytest.raises(IsADirectoryError):
