@@ -91,10 +91,10 @@ class Kernel:
 
     def _alloc(self, cred: Cred, ktype: KeyType, description: str, perm: int,
                uid: Optional[int] = None, gid: Optional[int] = None, in_quota: bool = True) -> Key:
-        if len(description) > abi.KEY_MAX_DESC_SIZE:
+        if _desc_quota(description) > abi.KEY_MAX_DESC_SIZE + 1:
             raise KernelError(errno.EINVAL, "description longer than 4096 bytes")
         owner = cred.uid if uid is None else uid
-        quota = len(description.encode()) + 1
+        quota = _desc_quota(description)
         if in_quota:
             self._charge(owner, 1, quota)
         self._generation += 1
@@ -107,7 +107,7 @@ class Kernel:
 
     def _instantiate(self, key: Key, payload: bytes) -> None:
         if key.quota_bytes >= 0:
-            self._reserve(key, len(key.description.encode()) + 1 + len(payload))
+            self._reserve(key, _desc_quota(key.description) + len(payload))
         key.payload = payload
         key.state = KeyState.POSITIVE
         key.touch()
@@ -175,7 +175,7 @@ class Kernel:
             for member in list(ring.members.values()):
                 self._drop_link(ring, member)
             if ring.quota_bytes >= 0:
-                self._reserve(ring, len(ring.description.encode()) + 1)
+                self._reserve(ring, _desc_quota(ring.description))
 
     # ------------------------------------------------------- special keyrings
 
@@ -358,7 +358,7 @@ class Kernel:
         return key.serial
 
     def _update(self, key: Key, payload: bytes) -> None:
-        self._reserve(key, len(key.description.encode()) + 1 + len(payload))
+        self._reserve(key, _desc_quota(key.description) + len(payload))
         key.payload = payload
         key.state = KeyState.POSITIVE
         key.touch()
@@ -414,7 +414,7 @@ class Kernel:
         key.parents.pop(ring.serial, None)
         ring.subrings.pop(key.serial, None)
         if ring.quota_bytes >= 0:
-            self._reserve(ring, max(len(ring.description.encode()) + 1,
+            self._reserve(ring, max(_desc_quota(ring.description),
                                     ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES))
         ring.touch()
         self._changed()
@@ -832,6 +832,11 @@ class Kernel:
     def statistics(self) -> dict[str, int]:
         return {"keys": len(self.keys), "gc_pending": len(self._gc_pending), "timed": len(self._timed),
                 "watches": sum(self._nr_watches.values())}
+
+
+def _desc_quota(description: str) -> int:
+    """A description's quota charge: its bytes and the NUL (undecodable bytes kept as they came)."""
+    return len(description.encode("utf-8", "surrogateescape")) + 1
 
 
 def describe_key(key: Key) -> str:
