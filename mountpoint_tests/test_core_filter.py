@@ -7,22 +7,13 @@ import struct
 
 import pytest
 
+from corelib import LOSS, drain, errno_of, key_rec, removal_rec
+
 from wqfs import abi
-from wqfs.kernel import Cred, Filter, Kernel, KernelError, TypeFilter, WatchQueue, pack_filter
+from wqfs.kernel import Cred, Filter, Kernel, TypeFilter, WatchQueue, pack_filter
 
 ALL = 0xFFFFFFFF
 ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa")
-
-
-def key_rec(subtype: int, key_id: int, aux: int, tag: int = 0) -> bytes:
-    return struct.pack("<IIII", 1 | (subtype << 24), (tag << 8) | 16, key_id, aux & 0xFFFFFFFF)
-
-
-def removal_rec(object_id: int, tag: int = 0) -> bytes:
-    return struct.pack("<IIQ", 0, (tag << 8) | 16, object_id)
-
-
-LOSS = struct.pack("<II", 1 << 24, 8)
 
 
 def raw_entry(ftype: int, info_filter: int = 0, info_mask: int = 0, words=(0,) * 8) -> bytes:
@@ -32,25 +23,6 @@ def raw_entry(ftype: int, info_filter: int = 0, info_mask: int = 0, words=(0,) *
 
 def raw_filter(*entries: bytes, nr=None, reserved=0) -> bytes:
     return struct.pack("<II", len(entries) if nr is None else nr, reserved) + b"".join(entries)
-
-
-def errno_of(fn, *args):
-    with pytest.raises(KernelError) as info:
-        fn(*args)
-    return info.value.errno
-
-
-def drain(q: WatchQueue) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = q.read_nowait(4096)
-        except KernelError as e:
-            assert e.errno == errno.EAGAIN
-            return out
-        if not chunk:
-            return out
-        out += chunk
 
 
 # ------------------------------------------------------------------ layout (§1.5)

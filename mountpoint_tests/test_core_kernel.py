@@ -11,8 +11,10 @@ import struct
 
 import pytest
 
+from corelib import LOSS, drain, errno_of, key_rec, removal_rec
+
 from wqfs import abi
-from wqfs.kernel import Cred, Kernel, KernelError, WatchQueue, describe_key
+from wqfs.kernel import Cred, Kernel, WatchQueue, describe_key
 from wqfs.kernel.key import KeyState
 from wqfs.kernel.watch import Watch, attach
 
@@ -22,17 +24,6 @@ ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa")
 BOB = Cred(1001, 1001, thread="tb", process="pb", session="sb")
 ROOT = Cred(0, 0, thread="tr", process="pr", session="sr")
 NOWHERE = 0x7FFFFFF0  # a serial that is never allocated with the seeds used here
-
-
-def key_rec(subtype: int, key_id: int, aux: int = 0, tag: int = 0) -> bytes:
-    return struct.pack("<IIII", 1 | (subtype << 24), (tag << 8) | 16, key_id, aux & 0xFFFFFFFF)
-
-
-def removal_rec(object_id: int, tag: int) -> bytes:
-    return struct.pack("<IIQ", 0, (tag << 8) | 16, object_id)
-
-
-LOSS = struct.pack("<II", 1 << 24, 8)
 
 
 class Clock:
@@ -64,25 +55,6 @@ def new_queue(size: int = 256) -> WatchQueue:
 @pytest.fixture
 def q() -> WatchQueue:
     return new_queue()
-
-
-def drain(q: WatchQueue) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = q.read_nowait(4096)
-        except KernelError as e:
-            assert e.errno == errno.EAGAIN
-            return out
-        if not chunk:
-            return out
-        out += chunk
-
-
-def errno_of(fn, *args, **kwargs) -> int:
-    with pytest.raises(KernelError) as info:
-        fn(*args, **kwargs)
-    return info.value.errno
 
 
 def members(kernel: Kernel, cred: Cred, ring: int) -> list[int]:

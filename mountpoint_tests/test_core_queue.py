@@ -7,9 +7,10 @@ import struct
 
 import pytest
 
-from wqfs.kernel import Cred, Kernel, KernelError, WatchQueue, capacity_for
+from corelib import LOSS, drain, errno_of
 
-LOSS = struct.pack("<II", 1 << 24, 8)
+from wqfs.kernel import Cred, Kernel, WatchQueue, capacity_for
+
 ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa")
 
 
@@ -27,25 +28,6 @@ def sized(n: int = 256) -> WatchQueue:
     q = WatchQueue()
     q.set_size(n)
     return q
-
-
-def errno_of(fn, *args):
-    with pytest.raises(KernelError) as info:
-        fn(*args)
-    return info.value.errno
-
-
-def drain(q: WatchQueue, bufsize: int = 4096) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = q.read_nowait(bufsize)
-        except KernelError as e:
-            assert e.errno == errno.EAGAIN
-            return out
-        if not chunk:
-            return out
-        out += chunk
 
 
 # ------------------------------------------------------------------ size (§2.1)

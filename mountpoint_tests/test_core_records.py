@@ -10,18 +10,12 @@ import struct
 
 import pytest
 
+from corelib import key_rec, removal_rec
+
 from wqfs import abi, records
 from wqfs.records import (LOSS_BYTES, Decoder, KeyNotification, Loss, OtherRecord, RecordError,
                           Removal, format_json, format_keyctl, format_watch_test, make_info,
                           pack_key_notification, pack_removal, parse, parse_one, to_dict, with_tag)
-
-
-def key_rec(subtype: int, key_id: int, aux: int, tag: int = 0) -> bytes:
-    return struct.pack("<IIII", 1 | (subtype << 24), (tag << 8) | 16, key_id, aux & 0xFFFFFFFF)
-
-
-def removal_rec(object_id: int, tag: int = 0) -> bytes:
-    return struct.pack("<IIQ", 0, (tag << 8) | 16, object_id)
 
 
 # ---------------------------------------------------------------- ABI (§1, §4)
