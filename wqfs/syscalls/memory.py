@@ -16,13 +16,14 @@ class _IoVec(ctypes.Structure):
 
 libc.process_vm_readv.restype = ctypes.c_ssize_t
 libc.process_vm_writev.restype = ctypes.c_ssize_t
+_readv, _writev = libc.process_vm_readv, libc.process_vm_writev
+_byref, _addressof = ctypes.byref, ctypes.addressof
 
 
 def _transfer(pid: int, address: int, buffer: ctypes.Array, length: int, write: bool) -> int:
-    local = _IoVec(ctypes.cast(buffer, ctypes.c_void_p), length)
+    local = _IoVec(_addressof(buffer), length)
     remote = _IoVec(address, length)
-    fn = libc.process_vm_writev if write else libc.process_vm_readv
-    return fn(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    return (_writev if write else _readv)(pid, _byref(local), 1, _byref(remote), 1, 0)
 
 
 def read(pid: int, address: int, length: int) -> bytes:
@@ -63,9 +64,21 @@ def read_string(pid: int, address: int, limit: int) -> str:
     raise KernelError(errno.EINVAL, f"string longer than {limit} bytes")
 
 
+def strndup_user(pid: int, address: int, size: int) -> str:
+    """The kernel's strndup_user(s, size): at most size - 1 characters before the NUL."""
+    return read_string(pid, address, size - 1)
+
+
+def probe_writable(pid: int, address: int, length: int) -> None:
+    """EFAULT now, before anything is done, if the caller could not take length bytes at address."""
+    write(pid, address, read(pid, address, length))
+
+
 def read_type(pid: int, address: int) -> str:
-    """key_get_type_from_user: up to 31 characters, EPERM for a type starting with '.'."""
+    """key_get_type_from_user: 1..31 characters, EPERM for a type starting with '.'."""
     name = read_string_limited(pid, address, 32)
+    if not name:
+        raise KernelError(errno.EINVAL, "empty key type")
     if name.startswith("."):
         raise KernelError(errno.EPERM, "internal key type")
     return name

@@ -75,6 +75,7 @@ def run(argv: Sequence[str], mountpoint: str) -> int:
         private = PrivateDaemon()
         mountpoint = private.mountpoint
     try:
+        os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
         parent_sock, child_sock = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -94,7 +95,6 @@ def run(argv: Sequence[str], mountpoint: str) -> int:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise RunError(f"the daemon at {mountpoint} refused the program: {why}")
-        os.environ["WQFS_MOUNT"] = mountpoint
         parent_sock.send(b"go")
         parent_sock.close()
         return _wait(pid)
