@@ -7,7 +7,10 @@ its pending signals) comes from /proc, never from anything the caller says.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import resource
+import struct
 import time
 from dataclasses import dataclass, replace
 from typing import Hashable, Optional
@@ -15,6 +18,17 @@ from typing import Hashable, Optional
 from ..kernel import Cred, KernelError
 
 _TTL = 0.5  # seconds a thread's process and session are trusted before /proc is read again
+
+# pidfd_open(tid, PIDFD_THREAD) and ioctl(PIDFD_GET_INFO) (Linux 6.13+): the task's credentials
+# as /proc/PID/status shows them (the same struct cred, the same user namespace), without
+# having the kernel format the whole status file. Older kernels fall back to /proc.
+_PIDFD_THREAD = os.O_EXCL
+_PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(0xFF, 11, struct pidfd_info): 64 bytes, PIDFD_INFO_SIZE_VER0
+_PIDFD_INFO = struct.Struct("<QQ12I")  # mask, cgroupid, pid, tgid, ppid, ruid, rgid, euid, egid,
+_PIDFD_INFO_CREDS = 1 << 1             # suid, sgid, fsuid, fsgid, spare
+_pidfd_info = hasattr(os, "pidfd_open")
+_pidfds: dict[int, int] = {}  # thread id -> a pidfd of that task
+_PIDFDS_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -50,16 +64,94 @@ def alive(owner: tuple[int, int]) -> bool:
     return start_time(pid) == started
 
 
+def _read_proc(path: str) -> Optional[bytes]:
+    """A whole /proc file with plain os calls (they are on the syscall front's hot path)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 8192)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _status(pid: int) -> dict[str, str]:
     out: dict[str, str] = {}
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f.read().decode("ascii", "replace").splitlines():
-                name, _, value = line.partition(":")
-                out[name] = value.strip()
-    except OSError:
-        pass
+    data = _read_proc(f"/proc/{pid}/status")
+    if data:
+        for line in data.decode("ascii", "replace").splitlines():
+            name, _, value = line.partition(":")
+            out[name] = value.strip()
     return out
+
+
+def _pidfd_ids(pid: int) -> Optional[tuple[int, int]]:
+    """(fsuid, fsgid) by PIDFD_GET_INFO; None when the task is gone; OSError when unsupported.
+
+    pidfds are kept by thread id: a pidfd names one task for ever, so a kept one never
+    answers for a later task that got the same number; it answers ESRCH, and is replaced.
+    """
+    fd = _pidfds.get(pid)
+    fresh = fd is None
+    if fd is None:
+        try:
+            fd = os.pidfd_open(pid, _PIDFD_THREAD)
+        except ProcessLookupError:
+            return None
+        if len(_pidfds) >= _PIDFDS_MAX:
+            while _pidfds:
+                os.close(_pidfds.popitem()[1])
+        _pidfds[pid] = fd
+    buf = bytearray(_PIDFD_INFO.size)
+    struct.pack_into("<Q", buf, 0, _PIDFD_INFO_CREDS)
+    try:
+        fcntl.ioctl(fd, _PIDFD_GET_INFO, buf)
+    except ProcessLookupError:  # that task is gone; another may have its number now
+        os.close(_pidfds.pop(pid))
+        return None if fresh else _pidfd_ids(pid)
+    except OSError:
+        os.close(_pidfds.pop(pid))
+        raise
+    info = _PIDFD_INFO.unpack(buf)
+    if not info[0] & _PIDFD_INFO_CREDS:
+        raise OSError(errno.ENOTTY, "PIDFD_GET_INFO gave no credentials")
+    return info[11], info[12]
+
+
+def fs_ids(pid: int) -> Optional[tuple[int, int]]:
+    """The task's fsuid and fsgid (the fourth numbers of Uid: and Gid: in /proc/PID/status).
+
+    The syscall front needs them on every trapped call, so it asks the pidfd (PIDFD_GET_INFO)
+    where the kernel can tell, else finds the two lines of /proc/PID/status without
+    building the whole dict. None when the task is gone.
+    """
+    global _pidfd_info
+    if _pidfd_info:
+        try:
+            return _pidfd_ids(pid)
+        except OSError:  # no PIDFD_THREAD (before 6.9) or no PIDFD_GET_INFO (before 6.13)
+            _pidfd_info = False
+            while _pidfds:
+                os.close(_pidfds.popitem()[1])
+    data = _read_proc(f"/proc/{pid}/status")
+    if not data:
+        return None
+    ids = []
+    for name in (b"\nUid:", b"\nGid:"):
+        start = data.find(name)
+        if start < 0:
+            return None
+        end = data.find(b"\n", start + 1)
+        ids.append(int(data[start + 5:end if end >= 0 else len(data)].split()[3]))
+    return ids[0], ids[1]
 
 
 def parent_of(pid: int) -> int:
@@ -187,15 +279,21 @@ def signal_pending(pid: int) -> bool:
 
 
 def nofile_limit(pid: int) -> int:
-    """The caller's RLIMIT_NOFILE soft limit, which bounds its user's watches."""
+    """The caller's RLIMIT_NOFILE soft limit, which bounds its user's watches.
+
+    prlimit(2) where we may (root, or the caller's own user), else /proc/PID/limits.
+    """
     try:
-        with open(f"/proc/{pid}/limits") as f:
-            for line in f:
-                if line.startswith("Max open files"):
-                    soft = line.split()[3]
-                    return 1 << 30 if soft == "unlimited" else int(soft)
-    except OSError:
+        soft = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
+        return 1 << 30 if soft == resource.RLIM_INFINITY else soft
+    except (OSError, ValueError):
         pass
+    data = _read_proc(f"/proc/{pid}/limits")
+    start = data.find(b"\nMax open files") if data else -1
+    if start >= 0:
+        end = data.find(b"\n", start + 1)
+        soft = data[start + 1:end if end >= 0 else len(data)].split()[3]
+        return 1 << 30 if soft == b"unlimited" else int(soft)
     return 1024
 
 

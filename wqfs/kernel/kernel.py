@@ -56,6 +56,11 @@ class Kernel:
         return self._clock()
 
     def _changed(self) -> None:
+        """Something a possession search depends on changed: keyrings, their links, perms, owners.
+
+        Links of keys that are not keyrings never change a search's reach (it only walks
+        keyrings), so the hot operations on plain keys leave the reach cache valid.
+        """
         self._version += 1
         if len(self._reach_cache) > 4096:
             self._reach_cache.clear()
@@ -102,7 +107,8 @@ class Kernel:
                   cred.gid if gid is None else gid, perm, self._generation)
         key.quota_bytes = quota if in_quota else -1
         self.keys[key.serial] = key
-        self._changed()
+        if ktype.is_keyring:
+            self._changed()
         return key
 
     def _instantiate(self, key: Key, payload: bytes) -> None:
@@ -135,7 +141,7 @@ class Kernel:
             key.parents[ring.serial] = ring
             if key.is_keyring:
                 ring.subrings[key.serial] = key
-            self._changed()
+                self._changed()
         ring.touch()
         post_key_notification(ring, abi.NOTIFY_KEY_LINKED, key.serial)
 
@@ -146,7 +152,8 @@ class Kernel:
             del ring.members[key.index_key]
         key.parents.pop(ring.serial, None)
         ring.subrings.pop(key.serial, None)
-        self._changed()
+        if key.is_keyring:
+            self._changed()
         self._maybe_unreferenced(key)
 
     def _check_link(self, ring: Key, key: Key) -> None:
@@ -417,7 +424,8 @@ class Kernel:
             self._reserve(ring, max(_desc_quota(ring.description),
                                     ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES))
         ring.touch()
-        self._changed()
+        if key.is_keyring:
+            self._changed()
         post_key_notification(ring, abi.NOTIFY_KEY_UNLINKED, key.serial)
         self._maybe_unreferenced(key)
 
@@ -442,7 +450,8 @@ class Kernel:
         key.parents.pop(source.serial, None)
         source.subrings.pop(key.serial, None)
         source.touch()
-        self._changed()
+        if key.is_keyring:
+            self._changed()
         post_key_notification(source, abi.NOTIFY_KEY_UNLINKED, key.serial)
         self._link(target, key)
         key.pins -= 1

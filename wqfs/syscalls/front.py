@@ -6,6 +6,7 @@ strings and buffers read and written in its own memory with the kernel's length 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Optional
 import trio
 
 from .. import abi
-from ..fuse.callers import CallerTable, _status, nofile_limit
+from ..fuse.callers import CallerTable, fs_ids, nofile_limit
 from ..kernel import Cred, Kernel, KernelError, WatchQueue
 from ..kernel.filter import Filter
 from . import memory, seccomp
@@ -27,6 +28,11 @@ log = logging.getLogger("wqfs.syscalls")
 
 PIPE2_FLAGS = os.O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT | abi.O_NOTIFICATION_PIPE
 CONTINUE = object()  # answer "let the real kernel do it"
+CONSTRUCTION_CHECK_INTERVAL = 0.05  # how often a call waiting for a key under construction looks again
+
+
+def _under_construction(error: KernelError) -> bool:
+    return error.errno == errno.EAGAIN and error.detail.endswith("is under construction")
 
 
 def _i32(value: int) -> int:
@@ -36,6 +42,17 @@ def _i32(value: int) -> int:
 
 def _u32(value: int) -> int:
     return value & 0xFFFFFFFF
+
+
+@contextlib.contextmanager
+def _unknown_type_is_enokey():
+    """key_type_lookup fails with ENOKEY; only add_key turns that into ENODEV."""
+    try:
+        yield
+    except KernelError as error:
+        if error.errno == errno.ENODEV:
+            raise KernelError(errno.ENOKEY, error.detail) from None
+        raise
 
 
 class SyscallFront:
@@ -77,7 +94,18 @@ class SyscallFront:
     async def _answer(self, listener: int, notif: Notification) -> None:
         self.served += 1
         try:
-            result = await self.dispatch(notif, listener)
+            while True:
+                try:
+                    result = await self.dispatch(notif, listener)
+                    break
+                except KernelError as error:
+                    if not _under_construction(error):
+                        raise
+                # lookup_user_key waits (interruptibly) for a key under construction; the
+                # lookups come before any change, so the call is simply made again.
+                await trio.sleep(CONSTRUCTION_CHECK_INTERVAL)
+                if not seccomp.id_valid(listener, notif.id):
+                    return  # interrupted by a signal, or gone: the kernel restarts or drops it
         except KernelError as error:
             seccomp.respond(listener, notif.id, error=error.errno)
             return
@@ -93,13 +121,11 @@ class SyscallFront:
     # ------------------------------------------------------------ identity
 
     def cred(self, pid: int) -> Cred:
-        status = _status(pid)
-        if not status:
+        ids = fs_ids(pid)
+        if ids is None:
             raise KernelError(errno.ESRCH, f"task {pid} is gone")
-        fsuid = int(status["Uid"].split()[3])
-        fsgid = int(status["Gid"].split()[3])
-        base = self.callers.cred(pid, fsuid, fsgid)
-        return Cred(base.uid, base.gid, base.groups, base.thread, base.process, base.session,
+        info = self.callers.task(pid)  # what callers.cred(pid, fsuid, fsgid) takes, in one Cred
+        return Cred(ids[0], ids[1], info.groups, info.thread, info.process, info.session,
                     implicit_session=True)
 
     # ------------------------------------------------------------ dispatch
@@ -141,12 +167,12 @@ class SyscallFront:
                 os.open, os.path.join(base, write_name), os.O_WRONLY | nonblock | os.O_CLOEXEC))
             if not seccomp.id_valid(listener, notif.id):
                 return 0
+            # do_pipe2 installs the fds only once copy_to_user succeeded: on EFAULT the
+            # caller has none, so the array is probed before any fd is put there.
+            memory.probe_writable(pid, notif.args[0], 8)
             cloexec = bool(flags & os.O_CLOEXEC)
             remote = [seccomp.add_fd(listener, notif.id, fd, cloexec) for fd in fds]
-            try:
-                memory.write(pid, notif.args[0], struct.pack("<ii", *remote))
-            except KernelError:
-                raise  # the fds stay in the caller as the kernel's would; EFAULT is what it sees
+            memory.write(pid, notif.args[0], struct.pack("<ii", *remote))
             return 0
         finally:
             for fd in fds:  # close() flushes through FUSE: never on the loop's own thread
@@ -198,20 +224,21 @@ class SyscallFront:
     # ---- add_key / request_key ----
 
     def _add_key(self, pid: int, cred: Cred, args: tuple[int, ...]) -> int:
-        type_name = memory.read_type(pid, args[0])
-        description = memory.read_string(pid, args[1], abi.KEY_MAX_DESC_SIZE) if args[1] else ""
         plen = args[3]
-        if plen > abi.ADD_KEY_MAX_PAYLOAD:
+        if plen > abi.ADD_KEY_MAX_PAYLOAD:  # checked before anything is copied in
             raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
+        type_name = memory.read_type(pid, args[0])
+        description = memory.strndup_user(pid, args[1], abi.KEY_MAX_DESC_SIZE) if args[1] else ""
         payload = memory.read(pid, args[2], plen) if plen else b""
         return self.kernel.add_key(cred, type_name, description, payload, _i32(args[4]))
 
     def _request_key(self, pid: int, cred: Cred, args: tuple[int, ...]) -> int:
         type_name = memory.read_type(pid, args[0])
-        description = memory.read_string(pid, args[1], abi.KEY_MAX_DESC_SIZE)
+        description = memory.strndup_user(pid, args[1], abi.KEY_MAX_DESC_SIZE)
         if args[2]:
-            memory.read_string(pid, args[2], 1024 * 1024)
-        return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
+            memory.strndup_user(pid, args[2], memory.PAGE)
+        with _unknown_type_is_enokey():
+            return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
 
     # ---- keyctl ----
 
@@ -230,7 +257,7 @@ class SyscallFront:
         if option == abi.KEYCTL_GET_KEYRING_ID:
             return k.get_keyring_id(cred, _i32(a2), bool(_i32(a3)))
         if option == abi.KEYCTL_JOIN_SESSION_KEYRING:
-            name = memory.read_string(pid, a2, abi.KEY_MAX_DESC_SIZE) if a2 else None
+            name = memory.strndup_user(pid, a2, abi.KEY_MAX_DESC_SIZE) if a2 else None
             return self.callers.join_session(self.kernel, cred, pid, name)
         if option == abi.KEYCTL_UPDATE:
             if a4 > abi.UPDATE_MAX_PAYLOAD:
@@ -248,7 +275,7 @@ class SyscallFront:
             return 0
         if option == abi.KEYCTL_DESCRIBE:
             text = k.describe(cred, _i32(a2)).encode("utf-8", "surrogateescape") + b"\0"
-            return self._copy_out(pid, a3, a4, text, whole=False)
+            return self._copy_out(pid, a3, _u32(a4), text, whole=True)  # buflen is unsigned int
         if option == abi.KEYCTL_CLEAR:
             k.clear(cred, _i32(a2))
             return 0
@@ -260,8 +287,9 @@ class SyscallFront:
             return 0
         if option == abi.KEYCTL_SEARCH:
             type_name = memory.read_type(pid, a3)
-            description = memory.read_string(pid, a4, abi.KEY_MAX_DESC_SIZE)
-            return k.search(cred, _i32(a2), type_name, description, _i32(a5))
+            description = memory.strndup_user(pid, a4, abi.KEY_MAX_DESC_SIZE)
+            with _unknown_type_is_enokey():
+                return k.search(cred, _i32(a2), type_name, description, _i32(a5))
         if option == abi.KEYCTL_READ:
             return self._copy_out(pid, a3, a4, k.read(cred, _i32(a2)), whole=True)
         if option == abi.KEYCTL_INSTANTIATE:
@@ -285,7 +313,11 @@ class SyscallFront:
             return 0
         if option == abi.KEYCTL_GET_SECURITY:
             k.get_security(cred, _i32(a2))
-            return self._copy_out(pid, a3, a4, b"\0", whole=False)
+            if a3 and a4 > 0:  # no LSM: an empty string, copied whenever there is room
+                memory.write(pid, a3, b"\0")
+            elif a4 > 0:
+                raise KernelError(errno.EFAULT, "NULL buffer")
+            return 1
         if option == abi.KEYCTL_SESSION_TO_PARENT:
             self.callers.session_to_parent(pid, cred)
             return 0
@@ -296,14 +328,17 @@ class SyscallFront:
             return k.get_persistent(cred, _i32(a2), _i32(a3))
         if option == abi.KEYCTL_RESTRICT_KEYRING:
             type_name = memory.read_type(pid, a3) if a3 else None
-            restriction = memory.read_string(pid, a4, 4096) if a4 else None
+            restriction = memory.strndup_user(pid, a4, memory.PAGE) if a4 else None
             k.restrict_keyring(cred, _i32(a2), type_name, restriction)
             return 0
         if option == abi.KEYCTL_MOVE:
             k.move(cred, _i32(a2), _i32(a3), _i32(a4), _u32(a5))
             return 0
         if option == abi.KEYCTL_CAPABILITIES:
-            return self._copy_out(pid, a2, a3, k.capabilities(), whole=False)
+            caps = k.capabilities()
+            if a3 > 0:  # copies what fits and zeroes the rest of the buffer
+                memory.write(pid, a2, caps[:a3] + bytes(max(0, min(a3, 1 << 20) - len(caps))))
+            return len(caps)
         if option == abi.KEYCTL_WATCH_KEY:
             return self._watch_key(pid, cred, _i32(a2), _i32(a3), _i32(a4))
         raise KernelError(errno.EOPNOTSUPP, f"keyctl {option} is not emulated")

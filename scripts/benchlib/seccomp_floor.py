@@ -1,0 +1,69 @@
+"""The trapped-syscall floor: `wqfs run`'s machinery with nothing behind it.
+
+The program gets wqfs's own seccomp filter (wqfs.syscalls.seccomp.install_filter, the same
+syscalls trapped), and its listener is served by wqfs's own loop (SyscallFront.serve and
+_answer, in trio) whose dispatch answers every notification with 0 at once. The cost that
+is left is the trap, the notification's round trip through the listener and the trio
+task that answers it: the floor under anything `wqfs run` can do.
+
+    python -m benchlib.seccomp_floor -- PROGRAM [ARGS...]
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import trio
+
+from wqfs.syscalls import seccomp
+from wqfs.syscalls.front import SyscallFront
+
+
+class FloorFront(SyscallFront):
+    """SyscallFront's serve loop and answer path; the dispatch answers 0."""
+
+    def __init__(self) -> None:  # no kernel, no tree: nothing to dispatch to
+        self.served = 0
+
+    async def dispatch(self, notif, listener):  # type: ignore[override]
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    parent_sock, child_sock = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # as wqfs.syscalls.run._child: filter, hand the listener up, wait, exec
+        parent_sock.close()
+        try:
+            listener = seccomp.install_filter()
+            socket.send_fds(child_sock, [b"l"], [listener])
+            os.close(listener)
+            if child_sock.recv(2) != b"go":
+                os._exit(126)
+            child_sock.close()
+            os.execvp(argv[0], argv)
+        except OSError as error:
+            sys.stderr.write(f"seccomp_floor: {error}\n")
+            os._exit(126)
+    child_sock.close()
+    _, fds, _, _ = socket.recv_fds(parent_sock, 4, 1)
+    listener = fds[0]
+    front = FloorFront()
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(front.serve, listener)
+            await trio.sleep(0)
+            parent_sock.send(b"go")
+            parent_sock.close()
+
+    trio.run(serve)  # returns when the program (every task under the filter) is gone
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
