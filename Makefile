@@ -1,13 +1,18 @@
 # make run   mounts wqfs at its default mountpoint in the foreground (Ctrl-C unmounts)
 # make test  runs the whole suite against real mounts
 # Both install what is missing first: Debian packages, then a virtualenv in .venv.
+# make conformance  runs mountpoint_tests/conformance/*.c in a real kernel under qemu (built once,
+#                   cached outside the repo), records expected/*.out, then compares `wqfs run`.
+# make bench  runs scripts/bench: every benchmark scenario on this machine, next to its baselines,
+#             into docs/bench/ (results.md, latency.png) and README's Performance section (~3 min).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all setup run test clean
+.PHONY: all setup run test clean conformance bench
 
 all: test
 
@@ -25,6 +30,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q mountpoint_tests
+
+conformance: $(STAMP)
+	./scripts/kernel-oracle record
+	./scripts/kernel-oracle compare --python $(BIN)/python
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python scripts/bench --readme $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
