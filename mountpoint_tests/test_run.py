@@ -12,6 +12,7 @@ that session a keyring of its own, which MOUNT/@s then shows to every other test
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -509,6 +510,44 @@ def test_a_private_daemon_serves_when_none_is_at_the_mount(tmp_path, prog):
     assert result.returncode == 5, result.stderr
     result = wqfs_run(str(lonely), "keyctl", "supports")
     assert "have_notify=1" in result.stdout.splitlines(), result.stdout + result.stderr
+
+
+def test_private_gives_a_fresh_key_store_even_where_a_daemon_serves(mnt, ring):
+    write_key(os.path.join(ring, "user:only-in-the-suite-daemon"), b"x")
+    listing = wqfs_run(mnt, "sh", "-c", 'ls "$WQFS_MOUNT"/keys | wc -l')
+    private = subprocess.run(
+        [sys.executable, "-m", "wqfs", "run", "--private", "--mount", mnt, "--", "sh", "-c",
+         'echo "$WQFS_MOUNT"; ls "$WQFS_MOUNT"/keys | wc -l'],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, start_new_session=True)
+    where, count = private.stdout.split()
+    assert where != os.path.realpath(mnt) and not os.path.exists(where)  # gone with the program
+    assert int(count) < int(listing.stdout)  # a fresh store: none of the suite's keys
+
+
+# What wqfs run traps only to tell a notification pipe apart: on anything else the kernel answers.
+PASSTHROUGH = """
+import fcntl, os, tempfile
+r, w = os.pipe()
+print("F_GETPIPE_SZ", fcntl.fcntl(r, 1032))
+print("F_SETPIPE_SZ", fcntl.fcntl(w, 1031, 8192), fcntl.fcntl(r, 1032))
+print("write 0", os.write(w, b""))
+os.write(w, b"spliced")
+with tempfile.TemporaryFile() as f:
+    print("splice", os.splice(r, f.fileno(), 7), "write 0 to a file", os.write(f.fileno(), b""))
+    f.seek(0)
+    print(f.read().decode())
+try:
+    fcntl.fcntl(w + 100, 1032)
+except OSError as e:
+    print("bad fd", e.errno)
+"""
+
+
+def test_calls_trapped_for_notification_pipes_reach_the_kernel_on_other_fds(mnt):
+    result = wqfs_run(mnt, sys.executable, "-c", PASSTHROUGH)
+    assert result.stdout.splitlines() == [
+        "F_GETPIPE_SZ 65536", "F_SETPIPE_SZ 8192 8192", "write 0 0",
+        "splice 7 write 0 to a file 0", "spliced", f"bad fd {errno.EBADF}"], result.stderr
 
 
 # ------------------------------------------------------------------ the real keyutils

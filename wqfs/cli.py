@@ -204,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not argv:
         raise UsageError("run needs a program: wqfs run -- PROGRAM [ARGS...]")
     try:
-        return run(argv, args.mount or default_mountpoint())
+        return run(argv, args.mount or default_mountpoint(), private=args.private)
     except RunError as error:
         raise UsageError(str(error)) from None
 
@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.set_defaults(func=cmd_decode)
     run = sub.add_parser("run", help="run a program with watch_queue and key syscalls emulated")
     run.add_argument("--mount", help="the daemon to use (default: the default mountpoint; else a private one)")
+    run.add_argument("--private", action="store_true",
+                     help="always a private daemon, a fresh key store for this program alone")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
     return parser

@@ -66,6 +66,16 @@ class WatchQueue:
     def set_filter(self, new_filter: Optional[Filter]) -> None:
         self.filter = new_filter
 
+    def pipe_size(self) -> int:
+        """fcntl(F_GETPIPE_SZ): the ring's bytes, a default pipe's 16 pages until SET_SIZE."""
+        if not self.capacity:
+            return abi.PIPE_DEF_BUFFERS * abi.PAGE_SIZE
+        return self.capacity // abi.WATCH_QUEUE_NOTES_PER_PAGE * abi.PAGE_SIZE
+
+    def set_pipe_size(self) -> None:
+        """fcntl(F_SETPIPE_SZ): pipe_set_size refuses a notification pipe, sized or not."""
+        raise KernelError(errno.EBUSY, "a notification pipe is sized by IOC_WATCH_QUEUE_SET_SIZE")
+
     # ---- posting ----
 
     def post(self, record: bytes, filterable: bool = True) -> bool:

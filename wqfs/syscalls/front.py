@@ -63,7 +63,7 @@ class SyscallFront:
         self.ops = ops
         self.mountpoint = mountpoint  # already real: the daemon must never stat its own mount
         self.callers = callers
-        self._pipe_re = re.compile(re.escape(self.mountpoint) + r"/\.pipe/([0-9a-f]+)[rw]$")
+        self._pipe_re = re.compile(re.escape(self.mountpoint) + r"/\.pipe/([0-9a-f]+)([rw])$")
         self.served = 0
 
     # ------------------------------------------------------------ the loop
@@ -138,6 +138,12 @@ class SyscallFront:
             return await self._pipe2(notif, listener)
         if notif.nr == seccomp.SYS_ioctl:
             return self._ioctl(notif.pid, _i32(args[0]), _u32(args[1]), args[2])
+        if notif.nr == seccomp.SYS_fcntl:
+            return self._fcntl(notif.pid, _i32(args[0]), _u32(args[1]))
+        if notif.nr == seccomp.SYS_write:
+            return self._write_nothing(notif.pid, _i32(args[0]))
+        if notif.nr == seccomp.SYS_splice:
+            return self._splice(notif.pid, _i32(args[0]))
         cred = self.cred(notif.pid)
         if notif.nr == seccomp.SYS_add_key:
             return self._add_key(notif.pid, cred, args)
@@ -182,7 +188,10 @@ class SyscallFront:
     # ---- ioctl ----
 
     def queue_of(self, pid: int, fd: int) -> tuple[Optional[WatchQueue], str]:
-        """The queue behind a caller's fd, and what the fd is (for the kernel's errno)."""
+        """The queue behind a caller's fd, and what the fd is (for the kernel's errno).
+
+        What: "badf", "pipe", "other", or for a queue "r" or "w" (the end it was opened as).
+        """
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
@@ -191,7 +200,7 @@ class SyscallFront:
         if match is not None:
             queue = self.ops.pipe_queue(match.group(1))
             if queue is not None:
-                return queue, "queue"
+                return queue, match.group(2)
         if target.startswith("pipe:"):
             return None, "pipe"
         return None, "other"
@@ -220,6 +229,32 @@ class SyscallFront:
         data = header + memory.read(pid, arg + 8, nr_filters * abi.TYPE_FILTER_SIZE)
         queue.set_filter(Filter.from_bytes(data))
         return 0
+
+    # ---- the calls that differ on a notification pipe ----
+    # The read and write ends are FUSE files: these would otherwise get a file's answers.
+
+    def _fcntl(self, pid: int, fd: int, cmd: int) -> object:
+        queue, _ = self.queue_of(pid, fd)
+        if queue is None:
+            return CONTINUE
+        if cmd == abi.F_GETPIPE_SZ:
+            return queue.pipe_size()
+        queue.set_pipe_size()
+        return CONTINUE  # not reached: a notification pipe refuses F_SETPIPE_SZ
+
+    def _write_nothing(self, pid: int, fd: int) -> object:
+        """write(fd, buf, 0): pipe_write says EXDEV before it looks at the length."""
+        queue, end = self.queue_of(pid, fd)
+        if queue is None or end != "w":  # the read end: the kernel's EBADF, from FMODE_WRITE
+            return CONTINUE
+        raise KernelError(errno.EXDEV, "a notification pipe cannot be written to")
+
+    def _splice(self, pid: int, fd_in: int) -> object:
+        """A notification pipe is no pipe to splice (get_pipe_info) and has no splice_read."""
+        queue, end = self.queue_of(pid, fd_in)
+        if queue is None or end != "r":
+            return CONTINUE
+        raise KernelError(errno.EINVAL, "cannot splice from a notification pipe")
 
     # ---- add_key / request_key ----
 

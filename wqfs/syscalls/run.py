@@ -68,12 +68,12 @@ def _child(sock: socket.socket, argv: Sequence[str]) -> None:
         os._exit(126)
 
 
-def run(argv: Sequence[str], mountpoint: str) -> int:
+def run(argv: Sequence[str], mountpoint: str, private: bool = False) -> int:
     """Run argv under the daemon at mountpoint (or a private one); return its exit status."""
-    private: Optional[PrivateDaemon] = None
-    if not server.daemon_running(mountpoint):
-        private = PrivateDaemon()
-        mountpoint = private.mountpoint
+    own: Optional[PrivateDaemon] = None
+    if private or not server.daemon_running(mountpoint):
+        own = PrivateDaemon()
+        mountpoint = own.mountpoint
     try:
         os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
         parent_sock, child_sock = socket.socketpair()
@@ -99,8 +99,8 @@ def run(argv: Sequence[str], mountpoint: str) -> int:
         parent_sock.close()
         return _wait(pid)
     finally:
-        if private is not None:
-            private.stop()
+        if own is not None:
+            own.stop()
 
 
 def _wait(pid: int) -> int:

@@ -1,8 +1,10 @@
 """Seccomp user notification through ctypes: the filter, the listener's ioctls, fd passing.
 
 The filter traps only what wqfs emulates (x86_64): pipe2 with O_NOTIFICATION_PIPE,
-the watch-queue ioctls and FIONREAD, keyctl, add_key and request_key. Everything
-else never leaves the kernel.
+the watch-queue ioctls and FIONREAD, keyctl, add_key and request_key, and the few calls
+whose answer differs on a notification pipe and so may need one: fcntl F_GETPIPE_SZ and
+F_SETPIPE_SZ, write of 0 bytes (FUSE never sees it), splice. Everything else never
+leaves the kernel.
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 SYS_seccomp = 317
 SYS_pipe2, SYS_ioctl, SYS_keyctl, SYS_add_key, SYS_request_key = 293, 16, 250, 248, 249
+SYS_write, SYS_fcntl, SYS_splice = 1, 72, 275
 SYSCALL_NAMES = {SYS_pipe2: "pipe2", SYS_ioctl: "ioctl", SYS_keyctl: "keyctl",
-                 SYS_add_key: "add_key", SYS_request_key: "request_key"}
+                 SYS_add_key: "add_key", SYS_request_key: "request_key",
+                 SYS_write: "write", SYS_fcntl: "fcntl", SYS_splice: "splice"}
 AUDIT_ARCH_X86_64 = 0xC000003E
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_SET_MODE_FILTER = 1
@@ -42,7 +46,7 @@ _ADDFD = struct.Struct("<QIIII")      # id, flags, srcfd, newfd, newfd_flags
 
 # BPF
 _LD_W_ABS, _JEQ, _JSET, _RET = 0x20, 0x15, 0x45, 0x06
-_OFF_NR, _OFF_ARCH, _OFF_ARG1 = 0, 4, 24
+_OFF_NR, _OFF_ARCH, _OFF_ARG1, _OFF_ARG2, _OFF_ARG2_HI = 0, 4, 24, 32, 36
 
 
 def _filter_program() -> bytes:
@@ -55,8 +59,20 @@ def _filter_program() -> bytes:
         (_JEQ, NOTIFY, 0, SYS_keyctl),
         (_JEQ, NOTIFY, 0, SYS_add_key),
         (_JEQ, NOTIFY, 0, SYS_request_key),
+        (_JEQ, NOTIFY, 0, SYS_splice),
         (_JEQ, "pipe2", 0, SYS_pipe2),
+        (_JEQ, "fcntl", 0, SYS_fcntl),
+        (_JEQ, "write", 0, SYS_write),
         (_JEQ, "ioctl", ALLOW, SYS_ioctl),
+        ("label", "write"),  # count == 0, all 64 bits of it
+        (_LD_W_ABS, 0, 0, _OFF_ARG2),
+        (_JEQ, 0, ALLOW, 0),
+        (_LD_W_ABS, 0, 0, _OFF_ARG2_HI),
+        (_JEQ, NOTIFY, ALLOW, 0),
+        ("label", "fcntl"),
+        (_LD_W_ABS, 0, 0, _OFF_ARG1),
+        (_JEQ, NOTIFY, 0, abi.F_GETPIPE_SZ),
+        (_JEQ, NOTIFY, ALLOW, abi.F_SETPIPE_SZ),
         ("label", "pipe2"),
         (_LD_W_ABS, 0, 0, _OFF_ARG1),
         (_JSET, NOTIFY, ALLOW, abi.O_NOTIFICATION_PIPE),
