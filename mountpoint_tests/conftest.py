@@ -13,22 +13,10 @@ from typing import Iterator
 
 import pytest
 
+from wqfs.mounts import force_unmount, is_mounted  # noqa: F401 (tests import them from here)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GC_DELAY = 1.0  # seconds revoked/expired keys linger in the test daemon (kernel: 300)
-
-
-def is_mounted(path: str) -> bool:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
-
-
-def force_unmount(path: str) -> None:
-    if is_mounted(path):
-        tool = shutil.which("fusermount3") or "fusermount"
-        subprocess.run([tool, "-u", "-z", path], capture_output=True)
-    if is_mounted(path):
-        subprocess.run(["umount", "-l", path], capture_output=True)
 
 
 class Daemon:

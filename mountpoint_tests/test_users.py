@@ -95,7 +95,7 @@ def test_a_key_with_other_view_is_listed_for_nobody(mnt, rootkey):
     listed = nobody("ls", os.path.join(mnt, "keys")).stdout.split()
     assert str(k) in listed
     assert nobody_py(SYSCALL, "describe", os.path.join(mnt, "keys", str(k))).splitlines()[0] == \
-        f"user;0;0;3f010001;secret"
+        "user;0;0;3f010001;secret"
 
 
 def test_nobody_cannot_read_roots_key(mnt, rootkey):

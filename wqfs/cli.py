@@ -5,13 +5,13 @@ import argparse
 import errno
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from typing import Optional, Sequence
 
 from . import __version__, records
+from .mounts import is_mounted, unmount_command
 
 PROG = "wqfs"
 SUBTYPE_LETTERS = "iplncrvs"  # keyctl watch -f: inst, upd(p), link, unlk(n), clr, rev, inv, attr(s)
@@ -21,15 +21,6 @@ class UsageError(Exception):
     """One clear line for the user, exit status 1 (2 for usage errors from argparse)."""
 
 
-def _mounted(path: str) -> bool:
-    real = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == real for line in f)
-    except OSError:
-        return False
-
-
 def _check_mountpoint(path: str, is_default: bool) -> str:
     if is_default:
         os.makedirs(path, exist_ok=True)
@@ -37,7 +28,7 @@ def _check_mountpoint(path: str, is_default: bool) -> str:
         raise UsageError(f"mountpoint {path} does not exist")
     if not os.path.isdir(path):
         raise UsageError(f"mountpoint {path} is not a directory")
-    if _mounted(path):
+    if is_mounted(path):
         raise UsageError(f"{path} is already mounted (wqfs unmount {path} first)")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3")
@@ -115,11 +106,9 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     path = args.mountpoint
     if not os.path.isdir(path):
         raise UsageError(f"{path} is not a directory")
-    if not _mounted(path):
+    if not is_mounted(path):
         raise UsageError(f"{path} is not mounted")
-    tool = shutil.which("fusermount3") or shutil.which("fusermount")
-    command = [tool, "-u", path] if tool else ["umount", path]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(unmount_command(path), capture_output=True, text=True)
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unmount failed"
         raise UsageError(f"cannot unmount {path}: {detail}")

@@ -1,6 +1,5 @@
-/* Shared by the test programs: raw syscalls the way kernel clients make them,
- * constants from <linux/watch_queue.h> and <linux/keyctl.h> spelled out so that
- * the programs build against any libc headers, and watch_test.c's consumer. */
+/* Shared by the test programs of test_run.py: the ioctls and key specs as kernel clients use
+ * them, one-line reports, and watch_test.c's consumer. The ABI itself is in uapi.h. */
 #ifndef WQ_TEST_H
 #define WQ_TEST_H
 
@@ -16,82 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define O_NOTIFICATION_PIPE O_EXCL
-#define IOC_WATCH_QUEUE_SET_SIZE 0x5760
-#define IOC_WATCH_QUEUE_SET_FILTER 0x5761
-
-#define WATCH_TYPE_META 0
-#define WATCH_TYPE_KEY_NOTIFY 1
-#define WATCH_META_REMOVAL_NOTIFICATION 0
-#define WATCH_META_LOSS_NOTIFICATION 1
-
-#define KEY_SPEC_THREAD_KEYRING -1
-#define KEY_SPEC_PROCESS_KEYRING -2
-#define KEY_SPEC_SESSION_KEYRING -3
-#define KEY_SPEC_USER_KEYRING -4
-#define KEY_SPEC_USER_SESSION_KEYRING -5
-#define KEY_SPEC_GROUP_KEYRING -6
-
-#define KEYCTL_GET_KEYRING_ID 0
-#define KEYCTL_UPDATE 2
-#define KEYCTL_REVOKE 3
-#define KEYCTL_CHOWN 4
-#define KEYCTL_SETPERM 5
-#define KEYCTL_DESCRIBE 6
-#define KEYCTL_CLEAR 7
-#define KEYCTL_LINK 8
-#define KEYCTL_UNLINK 9
-#define KEYCTL_SEARCH 10
-#define KEYCTL_READ 11
-#define KEYCTL_SET_TIMEOUT 15
-#define KEYCTL_INVALIDATE 21
-#define KEYCTL_DH_COMPUTE 23
-#define KEYCTL_MOVE 30
-#define KEYCTL_CAPABILITIES 31
-#define KEYCTL_WATCH_KEY 32
-
-struct watch_notification {
-	uint32_t type:24;
-	uint32_t subtype:8;
-	uint32_t info;
-};
-
-struct watch_notification_type_filter {
-	uint32_t type;
-	uint32_t info_filter;
-	uint32_t info_mask;
-	uint32_t subtype_filter[8];
-};
-
-struct watch_notification_filter {
-	uint32_t nr_filters;
-	uint32_t __reserved;
-	struct watch_notification_type_filter filters[];
-};
-
-struct key_notification {
-	struct watch_notification watch;
-	uint32_t key_id;
-	uint32_t aux;
-};
-
-typedef int32_t key_serial_t;
-
-static inline long kctl(long option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)
-{
-	return syscall(__NR_keyctl, option, a2, a3, a4, a5);
-}
-
-static inline long watch_key(key_serial_t key, int fd, int tag)
-{
-	return kctl(KEYCTL_WATCH_KEY, key, fd, tag, 0);
-}
-
-static inline key_serial_t add_key(const char *type, const char *desc, const void *payload, size_t plen,
-				   key_serial_t ring)
-{
-	return syscall(__NR_add_key, type, desc, payload, plen, ring);
-}
+#include "uapi.h"
 
 static inline int set_size(int fd, unsigned long notes)
 {

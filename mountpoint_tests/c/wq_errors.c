@@ -151,7 +151,7 @@ static void ioctls(void)
 	pipe2(u, O_NOTIFICATION_PIPE | O_NONBLOCK);
 	key_serial_t k = add_key("user", "unsized", "v", 1, KEY_SPEC_SESSION_KEYRING);
 	CHECK("watch on unsized queue", watch_key(k, u[0], 1));
-	CHECK("update with unsized queue", kctl(KEYCTL_UPDATE, k, (unsigned long)"w", 1, 0));
+	CHECK("update with unsized queue", keyctl(KEYCTL_UPDATE, k, (unsigned long)"w", 1, 0));
 	CHECK("read unsized queue", read(u[0], buf, sizeof(buf)));
 	close(u[0]);
 	close(u[1]);
@@ -194,12 +194,12 @@ static void watches(void)
 	CHECK("watch user keyring", watch_key(KEY_SPEC_USER_KEYRING, q[0], 4));
 
 	revoked = add_key("user", "revoked", "v", 1, KEY_SPEC_SESSION_KEYRING);
-	kctl(KEYCTL_REVOKE, revoked, 0, 0, 0);
+	keyctl(KEYCTL_REVOKE, revoked, 0, 0, 0);
 	CHECK("watch revoked", watch_key(revoked, q[0], 1));
 	CHECK("unwatch revoked", watch_key(revoked, q[0], -1));
 
 	hidden = add_key("user", "hidden", "v", 1, KEY_SPEC_SESSION_KEYRING);
-	CHECK("setperm no view", kctl(KEYCTL_SETPERM, hidden, 0x3e000000, 0, 0));
+	CHECK("setperm no view", keyctl(KEYCTL_SETPERM, hidden, 0x3e000000, 0, 0));
 	CHECK("watch without view", watch_key(hidden, q[0], 1));
 
 	close(q[0]);
@@ -245,46 +245,46 @@ static void strings(void)
 	CHECK("add_key unknown ring", add_key("user", "d", "v", 1, 0x7ffffff0));
 
 	k = add_key("user", "strings", "value", 5, KEY_SPEC_SESSION_KEYRING);
-	CHECK("update over a page", kctl(KEYCTL_UPDATE, k, (unsigned long)desc, 4097, 0));
-	CHECK("update bad pointer", kctl(KEYCTL_UPDATE, k, 8, 4, 0));
+	CHECK("update over a page", keyctl(KEYCTL_UPDATE, k, (unsigned long)desc, 4097, 0));
+	CHECK("update bad pointer", keyctl(KEYCTL_UPDATE, k, 8, 4, 0));
 
 	/* describe copies only when the whole text fits; read likewise */
-	long len = kctl(KEYCTL_DESCRIBE, k, 0, 0, 0);
+	long len = keyctl(KEYCTL_DESCRIBE, k, 0, 0, 0);
 	printf("describe length: %ld\n", len);
 	memset(buf, '#', sizeof(buf));
-	CHECK("describe short buffer", kctl(KEYCTL_DESCRIBE, k, (unsigned long)buf, len - 1, 0));
+	CHECK("describe short buffer", keyctl(KEYCTL_DESCRIBE, k, (unsigned long)buf, len - 1, 0));
 	printf("describe short buffer untouched: %s\n", buf[0] == '#' ? "yes" : "no");
-	CHECK("describe exact buffer", kctl(KEYCTL_DESCRIBE, k, (unsigned long)buf, len, 0));
+	CHECK("describe exact buffer", keyctl(KEYCTL_DESCRIBE, k, (unsigned long)buf, len, 0));
 	printf("describe text: %s\n", buf);
-	CHECK("describe bad pointer", kctl(KEYCTL_DESCRIBE, k, 8, 100, 0));
+	CHECK("describe bad pointer", keyctl(KEYCTL_DESCRIBE, k, 8, 100, 0));
 	memset(buf, '#', sizeof(buf));
-	CHECK("read NULL", kctl(KEYCTL_READ, k, 0, 100, 0));
-	CHECK("read short buffer", kctl(KEYCTL_READ, k, (unsigned long)buf, 4, 0));
+	CHECK("read NULL", keyctl(KEYCTL_READ, k, 0, 100, 0));
+	CHECK("read short buffer", keyctl(KEYCTL_READ, k, (unsigned long)buf, 4, 0));
 	printf("read short buffer untouched: %s\n", buf[0] == '#' ? "yes" : "no");
-	CHECK("read", kctl(KEYCTL_READ, k, (unsigned long)buf, sizeof(buf), 0));
+	CHECK("read", keyctl(KEYCTL_READ, k, (unsigned long)buf, sizeof(buf), 0));
 	printf("read text: %.5s\n", buf);
-	CHECK("read bad pointer", kctl(KEYCTL_READ, k, 8, 100, 0));
+	CHECK("read bad pointer", keyctl(KEYCTL_READ, k, 8, 100, 0));
 
 	memset(caps, 0xff, sizeof(caps));
-	CHECK("capabilities", kctl(KEYCTL_CAPABILITIES, (unsigned long)caps, sizeof(caps), 0, 0));
+	CHECK("capabilities", keyctl(KEYCTL_CAPABILITIES, (unsigned long)caps, sizeof(caps), 0, 0));
 	printf("capabilities notifications: %s\n", caps[1] & 0x04 ? "yes" : "no");
 	printf("capabilities tail cleared: %s\n", caps[2] == 0 && caps[3] == 0 ? "yes" : "no");
 	memset(caps, 0xff, sizeof(caps));
-	CHECK("capabilities one byte", kctl(KEYCTL_CAPABILITIES, (unsigned long)caps, 1, 0, 0));
+	CHECK("capabilities one byte", keyctl(KEYCTL_CAPABILITIES, (unsigned long)caps, 1, 0, 0));
 	printf("capabilities second byte untouched: %s\n", caps[1] == 0xff ? "yes" : "no");
-	CHECK("capabilities NULL 0", kctl(KEYCTL_CAPABILITIES, 0, 0, 0, 0));
-	CHECK("capabilities bad pointer", kctl(KEYCTL_CAPABILITIES, 8, 2, 0, 0));
+	CHECK("capabilities NULL 0", keyctl(KEYCTL_CAPABILITIES, 0, 0, 0, 0));
+	CHECK("capabilities bad pointer", keyctl(KEYCTL_CAPABILITIES, 8, 2, 0, 0));
 
-	CHECK("keyctl dh_compute", kctl(KEYCTL_DH_COMPUTE, 0, 0, 0, 0));
-	CHECK("keyctl 99", kctl(99, 0, 0, 0, 0));
-	CHECK("keyctl -1", kctl(-1, 0, 0, 0, 0));
+	CHECK("keyctl dh_compute", keyctl(KEYCTL_DH_COMPUTE, 0, 0, 0, 0));
+	CHECK("keyctl 99", keyctl(99, 0, 0, 0, 0));
+	CHECK("keyctl -1", keyctl(-1, 0, 0, 0, 0));
 
-	CHECK("search bad type", kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, 8, (unsigned long)"x", 0));
-	CHECK("search unknown type", kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"nosuch",
+	CHECK("search bad type", keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, 8, (unsigned long)"x", 0));
+	CHECK("search unknown type", keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"nosuch",
 					  (unsigned long)"x", 0));
-	CHECK("search missing", kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user",
+	CHECK("search missing", keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user",
 				     (unsigned long)"missing", 0));
-	long found = kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"strings", 0);
+	long found = keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"strings", 0);
 	printf("search finds the key: %s\n", found == k ? "yes" : "no");
 	CHECK("request_key missing", syscall(__NR_request_key, "user", "missing", NULL, 0));
 	CHECK("request_key unknown type", syscall(__NR_request_key, "nosuch", "missing", NULL, 0));

@@ -31,7 +31,7 @@ int main(void)
 
 	ring = must(add_key("keyring", "wq-ring", NULL, 0, KEY_SPEC_SESSION_KEYRING), "add ring");
 	key = must(add_key("user", "k", "v", 1, ring), "add k");
-	ok(kctl(KEYCTL_LINK, key, KEY_SPEC_SESSION_KEYRING, 0, 0), "link k @s");
+	ok(keyctl(KEYCTL_LINK, key, KEY_SPEC_SESSION_KEYRING, 0, 0), "link k @s");
 	other = must(add_key("user", "other", "v", 1, KEY_SPEC_SESSION_KEYRING), "add other");
 	k2 = must(add_key("user", "k2", "v", 1, KEY_SPEC_SESSION_KEYRING), "add k2");
 	k3 = must(add_key("user", "k3", "v", 1, KEY_SPEC_SESSION_KEYRING), "add k3");
@@ -41,20 +41,20 @@ int main(void)
 	/* Phase 1: everything synchronous, one read of 433 bytes. */
 	ok(watch_key(ring, q[0], 1), "watch ring");
 	ok(watch_key(key, q[1], 2), "watch key");      /* either end names the queue */
-	ok(kctl(KEYCTL_UPDATE, key, (unsigned long)"v2", 2, 0), "update");
-	ok(kctl(KEYCTL_LINK, other, ring, 0, 0), "link");
-	ok(kctl(KEYCTL_UNLINK, other, ring, 0, 0), "unlink");
-	ok(kctl(KEYCTL_SETPERM, key, 0x3f3f0000, 0, 0), "setperm");
-	ok(kctl(KEYCTL_SET_TIMEOUT, key, 1000, 0, 0), "timeout");
-	ok(kctl(KEYCTL_CHOWN, key, -1, -1, 0), "chown nothing");   /* no record */
-	ok(kctl(KEYCTL_CHOWN, key, -1, getgid(), 0), "chown gid");
+	ok(keyctl(KEYCTL_UPDATE, key, (unsigned long)"v2", 2, 0), "update");
+	ok(keyctl(KEYCTL_LINK, other, ring, 0, 0), "link");
+	ok(keyctl(KEYCTL_UNLINK, other, ring, 0, 0), "unlink");
+	ok(keyctl(KEYCTL_SETPERM, key, 0x3f3f0000, 0, 0), "setperm");
+	ok(keyctl(KEYCTL_SET_TIMEOUT, key, 1000, 0, 0), "timeout");
+	ok(keyctl(KEYCTL_CHOWN, key, -1, -1, 0), "chown nothing");   /* no record */
+	ok(keyctl(KEYCTL_CHOWN, key, -1, getgid(), 0), "chown gid");
 	ok(add_key("user", "k", "v3", 2, ring) == key ? 0 : -1, "add_key updates");
-	ok(kctl(KEYCTL_LINK, key, ring, 0, 0), "link again");
-	ok(kctl(KEYCTL_DESCRIBE, key, 0, 0, 0), "describe");       /* no record */
-	ok(kctl(KEYCTL_READ, key, 0, 0, 0), "read");               /* no record */
-	ok(kctl(KEYCTL_CLEAR, ring, 0, 0, 0), "clear");
-	ok(kctl(KEYCTL_MOVE, other, KEY_SPEC_SESSION_KEYRING, ring, 0), "move in");
-	ok(kctl(KEYCTL_MOVE, other, ring, ring, 0), "move nowhere");  /* no record */
+	ok(keyctl(KEYCTL_LINK, key, ring, 0, 0), "link again");
+	ok(keyctl(KEYCTL_DESCRIBE, key, 0, 0, 0), "describe");       /* no record */
+	ok(keyctl(KEYCTL_READ, key, 0, 0, 0), "read");               /* no record */
+	ok(keyctl(KEYCTL_CLEAR, ring, 0, 0, 0), "clear");
+	ok(keyctl(KEYCTL_MOVE, other, KEY_SPEC_SESSION_KEYRING, ring, 0), "move in");
+	ok(keyctl(KEYCTL_MOVE, other, ring, ring, 0), "move nowhere");  /* no record */
 	ok(watch_key(key, q[0], -1), "unwatch");
 	ok(ioctl(q[0], FIONREAD, &n), "fionread");
 	printf("FIONREAD = %d\n", n);
@@ -64,15 +64,15 @@ int main(void)
 
 	/* Phase 2: revoke; the removal comes when the key is garbage-collected. */
 	ok(watch_key(k2, q[0], 3), "watch k2");
-	ok(kctl(KEYCTL_REVOKE, k2, 0, 0, 0), "revoke");
-	CHECK("revoke again", kctl(KEYCTL_REVOKE, k2, 0, 0, 0));
+	ok(keyctl(KEYCTL_REVOKE, k2, 0, 0, 0), "revoke");
+	CHECK("revoke again", keyctl(KEYCTL_REVOKE, k2, 0, 0, 0));
 	CHECK("unwatch revoked", watch_key(k2, q[0], -1));
 	consume_once(q[0], 16);
 	consume_once(q[0], 16);
 
 	/* Phase 3: invalidate; the key goes at once, and so does the watch. */
 	ok(watch_key(k3, q[0], 4), "watch k3");
-	ok(kctl(KEYCTL_INVALIDATE, k3, 0, 0, 0), "invalidate");
+	ok(keyctl(KEYCTL_INVALIDATE, k3, 0, 0, 0), "invalidate");
 	consume_once(q[0], 16);
 	consume_once(q[0], 16);
 
@@ -81,7 +81,7 @@ int main(void)
 	ok(set_size(l[0], 1), "size 1");
 	ok(watch_key(k5, l[0], 5), "watch k5");
 	for (int i = 0; i < 40; i++)
-		ok(kctl(KEYCTL_UPDATE, k5, (unsigned long)"u", 1, 0), "update k5");
+		ok(keyctl(KEYCTL_UPDATE, k5, (unsigned long)"u", 1, 0), "update k5");
 	n = -1;
 	ok(ioctl(l[0], FIONREAD, &n), "fionread");
 	printf("FIONREAD = %d\n", n);
@@ -99,19 +99,19 @@ int main(void)
 	ok(set_filter(f[0], &filter), "updated only");
 	ok(watch_key(k5, f[0], 6), "watch k5 tag 6");
 	ok(watch_key(key, f[0], 7), "watch key tag 7");
-	ok(kctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm filtered out");
-	ok(kctl(KEYCTL_UPDATE, k5, (unsigned long)"f", 1, 0), "update passes");
+	ok(keyctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm filtered out");
+	ok(keyctl(KEYCTL_UPDATE, k5, (unsigned long)"f", 1, 0), "update passes");
 	filter.t[0].subtype_filter[0] = 1u << 7;     /* setattr, tag 7 only */
 	filter.t[0].info_mask = 0xff00;
 	filter.t[0].info_filter = 7 << 8;
 	ok(set_filter(f[0], &filter), "setattr of tag 7");
-	ok(kctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm on tag 6: out");
-	ok(kctl(KEYCTL_SETPERM, key, 0x3f3f0000, 0, 0), "setperm on tag 7: in");
+	ok(keyctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm on tag 6: out");
+	ok(keyctl(KEYCTL_SETPERM, key, 0x3f3f0000, 0, 0), "setperm on tag 7: in");
 	ok(set_filter(f[0], NULL), "no filter");
-	ok(kctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm unfiltered");
+	ok(keyctl(KEYCTL_SETPERM, k5, 0x3f3f0000, 0, 0), "setperm unfiltered");
 	filter.t[0].type = 9;                       /* unknown types only: rejects everything */
 	ok(set_filter(f[0], &filter), "nothing passes");
-	ok(kctl(KEYCTL_UPDATE, k5, (unsigned long)"g", 1, 0), "update filtered out");
+	ok(keyctl(KEYCTL_UPDATE, k5, (unsigned long)"g", 1, 0), "update filtered out");
 	ok(watch_key(k5, f[0], -1), "unwatch passes");
 	consume_once(f[0], 433);
 

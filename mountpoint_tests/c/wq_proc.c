@@ -19,7 +19,7 @@
 
 static long keyring_id(key_serial_t spec, int create)
 {
-	return kctl(KEYCTL_GET_KEYRING_ID, spec, create, 0, 0);
+	return keyctl(KEYCTL_GET_KEYRING_ID, spec, create, 0, 0);
 }
 
 /* The exec'd child: argv = exec-child FD SESSION */
@@ -75,8 +75,8 @@ static int do_fork(char *self)
 	waitpid(pid, &status, 0);
 	printf("exec child status: %d\n", WEXITSTATUS(status));
 	printf("session=%ld from-child=%ld from-exec=%ld\n", session,
-	       kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"from-child", 0),
-	       kctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"from-exec", 0));
+	       keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"from-child", 0),
+	       keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, (unsigned long)"user", (unsigned long)"from-exec", 0));
 	consume_once(q[0], 433);
 	return 0;
 }
@@ -219,9 +219,9 @@ static void watch_pending(int q, key_serial_t key, const char *label, int instan
 	}
 	printf("%s: child waits in keyctl: %s\n", label, in_keyctl(pid) ? "yes" : "no");
 	if (instantiate)
-		CHECK("instantiate", kctl(KEYCTL_INSTANTIATE, key, (unsigned long)"made", 4, 0));
+		CHECK("instantiate", keyctl(KEYCTL_INSTANTIATE, key, (unsigned long)"made", 4, 0));
 	else
-		CHECK("negate", kctl(KEYCTL_NEGATE, key, 60, 0, 0));
+		CHECK("negate", keyctl(KEYCTL_NEGATE, key, 60, 0, 0));
 	waitpid(pid, &status, 0);
 }
 
@@ -232,7 +232,7 @@ static key_serial_t request_through_mount(const char *mnt, key_serial_t ring, co
 	snprintf(path, sizeof(path), "%s/keys/%d", mnt, ring);
 	if (setxattr(path, "user.keyctl.request", what, strlen(what), 0) < 0)
 		die("setxattr user.keyctl.request");
-	long n = kctl(KEYCTL_READ, ring, (unsigned long)members, sizeof(members), 0);
+	long n = keyctl(KEYCTL_READ, ring, (unsigned long)members, sizeof(members), 0);
 	if (n < 4)
 		die("read ring");
 	return members[n / 4 - 1];
@@ -256,7 +256,7 @@ static int do_construct(const char *mnt)
 	consume_once(q[0], 433);  /* the two links, posted by the file operations */
 
 	watch_pending(q[0], pending, "instantiated", 1);
-	CHECK("update", kctl(KEYCTL_UPDATE, pending, (unsigned long)"again", 5, 0));
+	CHECK("update", keyctl(KEYCTL_UPDATE, pending, (unsigned long)"again", 5, 0));
 	consume_once(q[0], 433);  /* only the update: the watch began after the instantiation */
 
 	watch_pending(q[0], negated, "negated", 0);

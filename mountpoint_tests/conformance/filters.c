@@ -12,10 +12,10 @@ static void reset(void)
     memset(&f, 0, sizeof(f));
 }
 
-static struct wq_type_filter *entry(int i, uint32_t type, uint32_t subtypes, uint32_t info_filter,
+static struct watch_notification_type_filter *entry(int i, uint32_t type, uint32_t subtypes, uint32_t info_filter,
                                     uint32_t info_mask)
 {
-    struct wq_type_filter *e = &f.filters[i];
+    struct watch_notification_type_filter *e = &f.filters[i];
     e->type = type;
     e->subtype_filter[0] = subtypes;
     e->info_filter = info_filter;

@@ -13,6 +13,8 @@ import tempfile
 import time
 from typing import Iterable, Optional, Sequence
 
+from wqfs.mounts import force_unmount, is_mounted
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "scripts")
 PYTHON = sys.executable
@@ -119,12 +121,6 @@ def fmt_spread(s: dict[str, float], digits: int = 0, unit: str = "") -> str:
 
 # ---------------------------------------------------------------- mounts
 
-def is_mounted(path: str) -> bool:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
-
-
 def fuse_connection(path: str) -> Optional[str]:
     """/sys/fs/fuse/connections/N of the FUSE mount at path (N is its device minor), if mounted."""
     real = os.path.realpath(path)
@@ -135,14 +131,6 @@ def fuse_connection(path: str) -> Optional[str]:
                 conn = os.path.join("/sys/fs/fuse/connections", fields[2].split(":")[1])
                 return conn if os.path.isdir(conn) else None
     return None
-
-
-def force_unmount(path: str) -> None:
-    if is_mounted(path):
-        tool = shutil.which("fusermount3") or "fusermount"
-        subprocess.run([tool, "-u", "-z", path], capture_output=True)
-    if is_mounted(path):
-        subprocess.run(["umount", "-l", path], capture_output=True)
 
 
 class Mount:

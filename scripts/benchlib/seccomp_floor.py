@@ -11,13 +11,12 @@ task that answers it: the floor under anything `wqfs run` can do.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 import trio
 
-from wqfs.syscalls import seccomp
 from wqfs.syscalls.front import SyscallFront
+from wqfs.syscalls.run import Supervised
 
 
 class FloorFront(SyscallFront):
@@ -33,35 +32,18 @@ class FloorFront(SyscallFront):
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
-    parent_sock, child_sock = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:  # as wqfs.syscalls.run._child: filter, hand the listener up, wait, exec
-        parent_sock.close()
-        try:
-            listener = seccomp.install_filter()
-            socket.send_fds(child_sock, [b"l"], [listener])
-            os.close(listener)
-            if child_sock.recv(2) != b"go":
-                os._exit(126)
-            child_sock.close()
-            os.execvp(argv[0], argv)
-        except OSError as error:
-            sys.stderr.write(f"seccomp_floor: {error}\n")
-            os._exit(126)
-    child_sock.close()
-    _, fds, _, _ = socket.recv_fds(parent_sock, 4, 1)
-    listener = fds[0]
+    child = Supervised(argv)  # wqfs run's own spawner: the same filter, the same hand-over
+    listener = child.listener
     front = FloorFront()
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(front.serve, listener)
             await trio.sleep(0)
-            parent_sock.send(b"go")
-            parent_sock.close()
+            child.go()
 
     trio.run(serve)  # returns when the program (every task under the filter) is gone
-    _, status = os.waitpid(pid, 0)
+    _, status = os.waitpid(child.pid, 0)
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

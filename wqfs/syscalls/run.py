@@ -68,6 +68,42 @@ def _child(sock: socket.socket, argv: Sequence[str]) -> None:
         os._exit(126)
 
 
+class Supervised:
+    """A forked child under the seccomp filter, stopped before exec until go() or kill().
+
+    Whoever serves .listener (the daemon, or the benchmark's floor) must have it before the
+    program makes its first trapped call: hence the hold.
+    """
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            parent_sock.close()
+            _child(child_sock, argv)
+        child_sock.close()
+        self._sock = parent_sock
+        try:
+            _, fds, _, _ = socket.recv_fds(parent_sock, 4, 1)
+        except OSError:
+            fds = []
+        if not fds:
+            os.waitpid(self.pid, 0)
+            parent_sock.close()
+            raise RunError("seccomp user notification is not available here")
+        self.listener = fds[0]
+
+    def go(self) -> None:
+        """Let the child exec the program."""
+        self._sock.send(b"go")
+        self._sock.close()
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self._sock.close()
+
+
 def run(argv: Sequence[str], mountpoint: str, private: bool = False) -> int:
     """Run argv under the daemon at mountpoint (or a private one); return its exit status."""
     own: Optional[PrivateDaemon] = None
@@ -76,28 +112,14 @@ def run(argv: Sequence[str], mountpoint: str, private: bool = False) -> int:
         mountpoint = own.mountpoint
     try:
         os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
-        parent_sock, child_sock = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            parent_sock.close()
-            _child(child_sock, argv)
-        child_sock.close()
-        try:
-            _, fds, _, _ = socket.recv_fds(parent_sock, 4, 1)
-        except OSError:
-            fds = []
-        if not fds:
-            os.waitpid(pid, 0)
-            raise RunError("seccomp user notification is not available here")
-        why = server.hand_over(mountpoint, fds[0])
-        os.close(fds[0])
+        child = Supervised(argv)
+        why = server.hand_over(mountpoint, child.listener)
+        os.close(child.listener)
         if why is not None:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            child.kill()
             raise RunError(f"the daemon at {mountpoint} refused the program: {why}")
-        parent_sock.send(b"go")
-        parent_sock.close()
-        return _wait(pid)
+        child.go()
+        return _wait(child.pid)
     finally:
         if own is not None:
             own.stop()
