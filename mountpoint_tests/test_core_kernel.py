@@ -394,6 +394,51 @@ def test_request_key_with_destination_links(kernel, q):
     assert drain(q) == key_rec(LINKED, dst, key, 7)
 
 
+def test_a_match_that_cannot_be_returned_gives_its_error_not_enokey(kernel, clock):
+    """keyring_search_iterator (checked against Linux 6.1 by conformance/lookup.c)."""
+    ring = ses(kernel)
+    holder = kernel.add_key(ALICE, "keyring", "holder", b"", ring)
+    revoked = kernel.add_key(ALICE, "user", "revoked", b"v", ring)
+    expired = kernel.add_key(ALICE, "user", "expired", b"v", ring)
+    hidden = kernel.add_key(ALICE, "user", "hidden", b"v", ring)
+    kernel.revoke(ALICE, revoked)
+    kernel.set_timeout(ALICE, expired, 1)
+    clock.t += 2
+    kernel.setperm(ALICE, hidden, (abi.KEY_POS_ALL & ~abi.KEY_POS_SEARCH) | abi.KEY_USR_VIEW)
+    assert errno_of(kernel.search, ALICE, ring, "user", "revoked") == errno.EKEYREVOKED
+    assert errno_of(kernel.search, ALICE, ring, "user", "expired") == errno.EKEYEXPIRED
+    assert errno_of(kernel.search, ALICE, ring, "user", "hidden") == errno.EACCES
+    assert errno_of(kernel.search, ALICE, ring, "user", "absent") == errno.ENOKEY
+    assert errno_of(kernel.request_key, ALICE, "user", "revoked") == errno.EKEYREVOKED
+    assert errno_of(kernel.request_key, ALICE, "user", "expired") == errno.ENOKEY  # skips expired
+    assert errno_of(kernel.request_key, ALICE, "user", "hidden") == errno.EACCES
+    # a revoked keyring is not entered: what is inside is simply not found
+    inside = kernel.add_key(ALICE, "user", "inside", b"v", holder)
+    kernel.revoke(ALICE, holder)
+    assert errno_of(kernel.search, ALICE, ring, "user", "inside") == errno.ENOKEY
+    # unlink does not look at the key's state (KEY_NEED_UNLINK)
+    kernel.unlink(ALICE, revoked, ring)
+    kernel.unlink(ALICE, expired, ring)
+    assert inside in kernel.keys
+
+
+def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
+    ring = ses(kernel)
+    first = kernel.add_key(ALICE, "keyring", "first", b"", ring)
+    deep = kernel.add_key(ALICE, "keyring", "deep", b"", first)
+    second = kernel.add_key(ALICE, "keyring", "second", b"", ring)
+    in_deep = kernel.add_key(ALICE, "user", "k", b"deep", deep)
+    kernel.add_key(ALICE, "user", "k", b"shallow", second)
+    assert kernel.search(ALICE, ring, "user", "k") == in_deep
+    top = kernel.add_key(ALICE, "user", "k", b"top", ring)
+    assert kernel.search(ALICE, ring, "user", "k") == top
+
+
+@pytest.mark.parametrize("ktype", ["user", "keyring"])
+def test_add_key_needs_a_description_of_every_type(kernel, ktype):
+    assert errno_of(kernel.add_key, ALICE, ktype, "", b"", ses(kernel)) == errno.EINVAL
+
+
 def test_no_records_for_read_describe_search_get_security(kernel, q):
     ring = ses(kernel)
     key = kernel.add_key(ALICE, "user", "k", b"v", ring)

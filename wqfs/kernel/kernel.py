@@ -15,7 +15,7 @@ from typing import Callable, Hashable, Iterator, Optional
 from .. import abi
 from . import permission
 from .cred import Cred
-from .errors import KernelError
+from .errors import KernelError, NegativeKeyError
 from .key import Key, KeyState
 from .keytypes import KEYRING, KeyType, lookup_type
 from .queue import WatchQueue
@@ -341,7 +341,7 @@ class Kernel:
             raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE)
         ktype = lookup_type(type_name)
-        if not description and not ktype.is_keyring:
+        if not description:  # add_key makes "" NULL, and only a preparse could name the key
             raise KernelError(errno.EINVAL, "a description is required")
         ktype.check_description(description)
         ktype.check_payload(payload)
@@ -411,7 +411,7 @@ class Kernel:
 
     def unlink(self, cred: Cred, key_id: int, ring_id: int) -> None:
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE, create=False)
-        key, _ = self.lookup(cred, key_id, partial=True)
+        key, _ = self.lookup(cred, key_id, defer=True)  # KEY_NEED_UNLINK: no state, no permission
         if not ring.is_keyring:
             raise KernelError(errno.ENOTDIR, f"key {ring.serial} is not a keyring")
         assert ring.members is not None
@@ -566,38 +566,74 @@ class Kernel:
         return found.serial
 
     def _search_tree(self, rings: list[Key], cred: Cred, type_name: str, description: str,
-                     possessed: bool) -> Key:
-        """keyring_search: breadth-first through searchable keyrings; a negative match gives its error."""
+                     possessed: bool, skip_expired: bool = False) -> Key:
+        """keyring_search_rcu of each ring in turn, as search_process_keyrings_rcu combines them:
+        the first key found wins; else the error of a revoked, expired or unsearchable match
+        outranks a negative key's, which outranks ENOKEY."""
         now = self.now()
-        seen: set[int] = set()
-        queue = list(rings)
-        negative: Optional[Key] = None
-        while queue:
-            ring = queue.pop(0)
-            if ring.serial in seen or not self._live(ring, now):
-                continue
-            seen.add(ring.serial)
-            if not permission.permitted(ring, cred, abi.KEY_SEARCH, possessed):
-                continue
-            assert ring.members is not None
-            candidate = ring.members.get((type_name, description))
-            if candidate is not None and self._live(candidate, now) and \
-                    permission.permitted(candidate, cred, abi.KEY_SEARCH, possessed):
-                if candidate.state is KeyState.POSITIVE:
-                    candidate.atime_ns = time.time_ns()
-                    return candidate
-                if candidate.state is KeyState.NEGATIVE and negative is None:
-                    negative = candidate
-            queue.extend(ring.subrings.values())
+        negative: Optional[KernelError] = None
+        for ring in rings:
+            result = self._search_ring(ring, cred, (type_name, description), possessed, now, skip_expired)
+            if isinstance(result, Key):
+                result.atime_ns = time.time_ns()
+                return result
+            if result is not None:
+                if not isinstance(result, NegativeKeyError):
+                    raise result
+                negative = negative or result
         if negative is not None:
-            raise KernelError(negative.reject_error, f"key {negative.serial} is negative")
+            raise negative
         raise KernelError(errno.ENOKEY, f"no {type_name}:{description} found")
+
+    def _search_ring(self, top: Key, cred: Cred, index: tuple[str, str], possessed: bool,
+                     now: float, skip_expired: bool) -> "Key | KernelError | None":
+        """search_nested_keyrings: depth first, each keyring's own match before its subkeyrings;
+        a match that cannot be returned leaves its error, and the last such error stands."""
+        result: Optional[KernelError] = None
+
+        def consider(key: Key) -> "Key | KernelError | None":  # keyring_search_iterator
+            if key.dead:
+                return None
+            if key.revoked or key.invalidated:
+                return KernelError(errno.EKEYREVOKED, f"key {key.serial} is revoked")
+            if key.expired(now):
+                return None if skip_expired else KernelError(errno.EKEYEXPIRED, f"key {key.serial} has expired")
+            if not permission.permitted(key, cred, abi.KEY_SEARCH, possessed):
+                return KernelError(errno.EACCES, f"key {key.serial} is not searchable")
+            if key.state is KeyState.NEGATIVE:
+                return NegativeKeyError(key.reject_error, f"key {key.serial} is negative")
+            return key if key.state is KeyState.POSITIVE else None
+
+        if (top.type.name, top.description) == index:  # the top keyring may be what is sought
+            found = consider(top)
+            if found is not None:
+                return found  # a match, or (skipped_ret 2) the search ends with its error
+        seen = {top.serial}
+        stack = [top]
+        while stack:
+            ring = stack.pop()
+            assert ring.members is not None
+            candidate = ring.members.get(index)
+            if candidate is not None:
+                found = consider(candidate)
+                if isinstance(found, Key):
+                    return found
+                result = found or result
+            for sub in reversed(list(ring.subrings.values())):  # in link order, depth first
+                if sub.serial in seen or sub.dead or sub.revoked or sub.invalidated:
+                    continue
+                if not permission.permitted(sub, cred, abi.KEY_SEARCH, possessed):
+                    continue
+                seen.add(sub.serial)
+                stack.append(sub)
+        return result
 
     def request_key(self, cred: Cred, type_name: str, description: str, dest_id: int = 0) -> int:
         """request_key without an upcall: found in the caller's keyrings, or ENOKEY."""
         lookup_type(type_name)
         dest = self._keyring(cred, dest_id, abi.KEY_WRITE) if dest_id else None
-        found = self._search_tree(self._roots(cred), cred, type_name, description, possessed=True)
+        found = self._search_tree(self._roots(cred), cred, type_name, description, possessed=True,
+                                  skip_expired=True)
         if dest is not None:
             self._check_link(dest, found)
             self._link(dest, found)
