@@ -9,6 +9,7 @@ import errno
 import os
 import select
 import subprocess
+import time
 
 import pytest
 
@@ -509,6 +510,29 @@ def test_events_file_prints_keyctl_watch_lines(ring, mnt):
         assert _read_text(fd) == f"{r} link {k}\n{r} unlk {k}\n{r} clr\n{r} attr\n"
     finally:
         os.close(fd)
+
+
+def test_an_events_name_the_kernel_forgot_is_forgotten_by_the_daemon(ring, mnt):
+    """FUSE_FORGET drops the name's inode (a long-lived mount keeps no name ever looked up);
+    a file open at the time keeps working, and the name can be looked up again."""
+    r = serial(ring)
+    path = os.path.join(mnt, "events", str(r))
+    before = os.stat(path).st_ino
+    fd = _events(mnt, str(r))
+    try:
+        for _ in range(3):  # dentries and inodes out of the kernel's caches: FORGETs come
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2")
+        write_key(os.path.join(ring, "user:forgot"), b"x")
+        assert _read_text(fd) == f"{r} link {serial(os.path.join(ring, 'user:forgot'))}\n"
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + WAIT
+    while os.stat(path).st_ino == before:  # once the open file is gone too, the inode goes
+        assert time.monotonic() < deadline, "the daemon never forgot the events name"
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2")
+        time.sleep(0.05)
 
 
 def test_events_file_for_several_keys(ring, mnt):

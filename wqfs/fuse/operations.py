@@ -84,6 +84,7 @@ class WqfsOperations(pyfuse3.Operations):
         self._next_fh = 1
         self._dynamic: dict[int, tuple[str, Any]] = {}  # inode -> ("events", name) | ("pending", KeyFile)
         self._events_inodes: dict[bytes, int] = {}
+        self._events_lookups: dict[int, list] = {}  # events inode -> [its name, the kernel's lookup count]
         self._next_inode = names.DYNAMIC_BASE
         self._pipes: dict[str, Pipe] = {}
         self._pipe_ends: dict[bytes, int] = {}  # unopened end name -> inode
@@ -256,7 +257,9 @@ class WqfsOperations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOENT)
             return self._attr(names.key_inode(serial), cred)
         if parent_inode == names.EVENTS:
-            return self._attr(self._events_inode(name), cred)
+            inode = self._events_inode(name)
+            self._events_lookups.setdefault(inode, [name, 0])[1] += 1
+            return self._attr(inode, cred)
         ring = self._keyring(parent_inode)
         _check_view(self.kernel, cred, ring)
         pending = self._pending(ring, name)
@@ -276,6 +279,20 @@ class WqfsOperations(pyfuse3.Operations):
             inode = self._alloc_inode("events", specs)
             self._events_inodes[name] = inode
         return inode
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        """The kernel dropped inodes: an events/ name it no longer knows is forgotten here too,
+        so a long-lived mount does not keep every name ever looked up. (Key inodes are
+        2^32 + serial and cost nothing; pipe ends are dropped once handed over.)"""
+        for inode, count in inode_list:
+            entry = self._events_lookups.get(inode)
+            if entry is None:
+                continue
+            entry[1] -= count
+            if entry[1] <= 0:
+                del self._events_lookups[inode]
+                self._events_inodes.pop(entry[0], None)
+                self._dynamic.pop(inode, None)
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
