@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from conftest import ROOT, WAIT, read_line, serial, write_key
+from conftest import ROOT, WAIT, force_unmount, is_mounted, read_line, serial, write_key
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc")
@@ -522,6 +522,44 @@ def test_private_gives_a_fresh_key_store_even_where_a_daemon_serves(mnt, ring):
     where, count = private.stdout.split()
     assert where != os.path.realpath(mnt) and not os.path.exists(where)  # gone with the program
     assert int(count) < int(listing.stdout)  # a fresh store: none of the suite's keys
+
+
+def test_a_private_daemon_ends_when_wqfs_run_is_killed(prog, start):
+    runner = start([sys.executable, "-m", "wqfs", "run", "--private", "--", "sleep", "60"])
+    deadline = time.monotonic() + WAIT
+    while True:  # two children: the private daemon, then the program
+        with open(f"/proc/{runner.pid}/task/{runner.pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+        comms = {}
+        for pid in children:
+            with open(f"/proc/{pid}/comm") as f:
+                comms[pid] = f.read().strip()
+        if len(children) == 2 and "sleep" in comms.values():
+            break
+        assert time.monotonic() < deadline, f"wqfs run's children: {comms}"
+        time.sleep(0.02)
+    program = next(pid for pid, comm in comms.items() if comm == "sleep")
+    daemon = next(pid for pid in children if pid != program)
+    with open(f"/proc/{program}/environ", "rb") as f:
+        mount = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)[b"WQFS_MOUNT"].decode()
+    try:
+        assert is_mounted(mount)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while os.path.exists(f"/proc/{daemon}") and open(f"/proc/{daemon}/stat").read().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the private daemon outlived wqfs run"
+            time.sleep(0.05)
+        assert not is_mounted(mount)
+        assert not os.path.exists(os.path.dirname(mount))  # and took its directory with it
+    finally:  # whatever failed, no daemon, mount or directory stays behind
+        for pid in (daemon, program):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        force_unmount(mount)
+        shutil.rmtree(os.path.dirname(mount), ignore_errors=True)
 
 
 # What wqfs run traps only to tell a notification pipe apart: on anything else the kernel answers.

@@ -56,6 +56,12 @@ def cmd_mount(args: argparse.Namespace) -> int:
         print(_banner(mountpoint), flush=True)
         daemon.serve(ops, mountpoint)
         print("wqfs: unmounted", flush=True)
+        if args.remove_mountpoint:  # a private daemon of `wqfs run`: its directory goes with it
+            for path in (mountpoint, os.path.dirname(mountpoint)):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    break
         return 0
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -211,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--gc-delay", type=float, default=None, metavar="SECONDS",
                        help="how long revoked and expired keys linger (kernel default 300)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
+    mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)
 
     unmount = sub.add_parser("unmount", help="unmount a wqfs mount")

@@ -1,6 +1,7 @@
 """`wqfs run -- PROGRAM`: start a program whose watch_queue and key syscalls the daemon answers."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -17,6 +18,17 @@ class RunError(Exception):
     """One line for the user."""
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the private daemon before exec: SIGTERM (a clean unmount) should `wqfs run` die
+    without stopping it, killed by SIGKILL say; else the mount would outlive everyone."""
+    seccomp.libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
+
+
 class PrivateDaemon:
     """A daemon for this program's lifetime, where none serves the mount."""
 
@@ -24,9 +36,11 @@ class PrivateDaemon:
         self.dir = tempfile.mkdtemp(prefix="wqfs-run-")
         self.mountpoint = os.path.join(self.dir, "mnt")
         os.mkdir(self.mountpoint)
-        self.proc = subprocess.Popen([sys.executable, "-m", "wqfs", "mount", "-f", self.mountpoint],
+        self.proc = subprocess.Popen([sys.executable, "-m", "wqfs", "mount", "-f", "--remove-mountpoint",
+                                      self.mountpoint],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=functools.partial(_end_with_parent, os.getpid()))
         deadline = time.monotonic() + 20
         while not server.daemon_running(self.mountpoint):
             if self.proc.poll() is not None or time.monotonic() > deadline:
