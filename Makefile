@@ -34,6 +34,7 @@ test: $(STAMP)
 conformance: $(STAMP)
 	./scripts/kernel-oracle record
 	./scripts/kernel-oracle compare --python $(BIN)/python
+	./scripts/kernel-oracle sample --python $(BIN)/python
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
