@@ -24,10 +24,10 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from conftest import ROOT, WAIT, force_unmount, is_mounted, read_line, serial, write_key
+from conftest import ROOT, WAIT, Daemon, force_unmount, is_mounted, read_line, serial, write_key
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
-PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc")
+PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc", "wq_fuzz")
 STATIC = ("wq_errors", "wq_keys", "wq_proc")
 BUILDS = ("dynamic", "static")
 
@@ -560,6 +560,55 @@ def test_a_private_daemon_ends_when_wqfs_run_is_killed(prog, start):
                 pass
         force_unmount(mount)
         shutil.rmtree(os.path.dirname(mount), ignore_errors=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_wrong_syscalls_get_errno_and_the_daemon_keeps_serving(prog, seed):
+    """wq_fuzz makes every trapped call with mostly wrong arguments (bad and half-mapped
+    pointers, unknown options, random serials, sizes, flags, filters). Its own daemon, so
+    that random serials and setperms cannot touch the keys of other tests."""
+    fuzzed = Daemon()
+    try:
+        result = wqfs_run(fuzzed.path, prog("wq_fuzz"), str(seed), "5000", timeout=240)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("calls: 5000,"), result.stdout
+        assert fuzzed.alive, fuzzed.log()
+        assert "internal error" not in fuzzed.log(), fuzzed.log()
+        after = wqfs_run(fuzzed.path, "keyctl", "add", "user", "after", "v", "@s")
+        assert after.returncode == 0 and int(after.stdout) > 0, after.stderr
+    finally:
+        fuzzed.stop()
+
+
+def test_o_nonblock_set_after_pipe2_is_honoured(mnt):
+    """FUSE tells O_NONBLOCK at open only; wqfs run traps fcntl(F_SETFL) and FIONBIO."""
+    program = """
+import fcntl, os, struct, subprocess, threading
+r, w = os.pipe2(os.O_EXCL)  # O_NOTIFICATION_PIPE
+fcntl.ioctl(r, 0x5760, 16)
+for how in ("F_SETFL", "FIONBIO"):
+    if how == "F_SETFL":
+        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
+    else:
+        fcntl.ioctl(r, 0x5421, struct.pack("i", 1))
+    try:
+        os.read(r, 4096)
+        print(how, "read returned")
+    except BlockingIOError:
+        print(how, "EAGAIN")
+    if how == "F_SETFL":
+        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    else:
+        fcntl.ioctl(r, 0x5421, struct.pack("i", 0))
+ring = int(subprocess.run(["keyctl", "newring", "nb", "@s"], capture_output=True, text=True).stdout)
+keyctl_watch = __import__("ctypes").CDLL(None).syscall
+keyctl_watch(250, 32, ring, r, 7)
+threading.Timer(0.2, lambda: subprocess.run(["keyctl", "add", "user", "k", "v", str(ring)], capture_output=True)).start()
+print("blocking read:", len(os.read(r, 4096)))  # waits for the record, no EAGAIN
+"""
+    result = wqfs_run(mnt, sys.executable, "-c", program)
+    assert result.stdout.splitlines() == ["F_SETFL EAGAIN", "FIONBIO EAGAIN", "blocking read: 16"], \
+        result.stdout + result.stderr
 
 
 # What wqfs run traps only to tell a notification pipe apart: on anything else the kernel answers.

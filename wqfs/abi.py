@@ -9,8 +9,13 @@ O_NOTIFICATION_PIPE = 0o200  # == O_EXCL
 IOC_WATCH_QUEUE_SET_SIZE = 0x5760
 IOC_WATCH_QUEUE_SET_FILTER = 0x5761
 FIONREAD = 0x541B
+FIONBIO = 0x5421
+F_SETFL = 4
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # fcntl (F_LINUX_SPECIFIC_BASE + 7, + 8)
 PAGE_SIZE = 4096
+UIO_MAXIOV = 1024
+MAX_RW_COUNT = 0x7FFFF000  # INT_MAX & PAGE_MASK: what one read/write or iovec set may move
+TASK_SIZE_MAX = 0x7FFFFFFFF000  # x86_64, 4-level paging: the end of user addresses (access_ok)
 PIPE_DEF_BUFFERS = 16  # pages of a new pipe, notification pipes too until SET_SIZE
 
 # enum watch_notification_type

@@ -106,6 +106,7 @@ class Pipe:
         self.cred = cred
         self.pid = pid
         self.open_ends = 0
+        self.ends: dict[str, "QueueFile"] = {}  # "r", "w": the open file of each end
 
 
 class QueueFile(Stream):
@@ -122,6 +123,7 @@ class QueueFile(Stream):
         self.end = end
         if pipe is not None:
             pipe.open_ends += 1
+            pipe.ends[end] = self
 
     def close(self, kernel: Kernel) -> None:
         if self.pipe is None:
@@ -130,6 +132,7 @@ class QueueFile(Stream):
         self.queue.remove_listener(self.wake)
         if self.end == "w":
             self.queue.close_writer()
+        self.pipe.ends.pop(self.end, None)
         self.pipe.open_ends -= 1
         if self.pipe.open_ends == 0:
             kernel.release_queue(self.queue)

@@ -692,6 +692,14 @@ class WqfsOperations(pyfuse3.Operations):
         pipe = self._pipes.get(token)
         return pipe.queue if pipe is not None else None
 
+    def set_pipe_nonblocking(self, token: str, end: str, nonblock: bool) -> None:
+        """fcntl(F_SETFL) or FIONBIO on an end, seen by the syscall front: FUSE tells a
+        file's O_NONBLOCK at open only (pyfuse3's read() drops the flags of each read)."""
+        pipe = self._pipes.get(token)
+        handle = pipe.ends.get(end) if pipe is not None else None
+        if handle is not None:
+            handle.nonblock = nonblock
+
     # ------------------------------------------------------ background work
 
     def _wake_gc(self) -> None:

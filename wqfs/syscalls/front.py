@@ -139,7 +139,7 @@ class SyscallFront:
         if notif.nr == seccomp.SYS_ioctl:
             return self._ioctl(notif.pid, _i32(args[0]), _u32(args[1]), args[2])
         if notif.nr == seccomp.SYS_fcntl:
-            return self._fcntl(notif.pid, _i32(args[0]), _u32(args[1]))
+            return self._fcntl(notif.pid, _i32(args[0]), _u32(args[1]), args[2])
         if notif.nr == seccomp.SYS_write:
             return self._write_nothing(notif.pid, _i32(args[0]))
         if notif.nr == seccomp.SYS_splice:
@@ -187,25 +187,42 @@ class SyscallFront:
 
     # ---- ioctl ----
 
+    def _pipe_end(self, pid: int, fd: int) -> "tuple[str, str] | str":
+        """(token, "r" or "w") for an end of one of our pipes, else what the fd is."""
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            return "badf"
+        match = self._pipe_re.match(target)
+        if match is not None:
+            return match.group(1), match.group(2)
+        return "pipe" if target.startswith("pipe:") else "other"
+
     def queue_of(self, pid: int, fd: int) -> tuple[Optional[WatchQueue], str]:
         """The queue behind a caller's fd, and what the fd is (for the kernel's errno).
 
         What: "badf", "pipe", "other", or for a queue "r" or "w" (the end it was opened as).
         """
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            return None, "badf"
-        match = self._pipe_re.match(target)
-        if match is not None:
-            queue = self.ops.pipe_queue(match.group(1))
-            if queue is not None:
-                return queue, match.group(2)
-        if target.startswith("pipe:"):
-            return None, "pipe"
-        return None, "other"
+        end = self._pipe_end(pid, fd)
+        if isinstance(end, str):
+            return None, end
+        queue = self.ops.pipe_queue(end[0])
+        return (queue, end[1]) if queue is not None else (None, "other")
+
+    def _set_nonblocking(self, pid: int, fd: int, nonblock: bool) -> object:
+        """Note O_NONBLOCK for one of our ends; the kernel still sets the flag itself."""
+        end = self._pipe_end(pid, fd)
+        if not isinstance(end, str):
+            self.ops.set_pipe_nonblocking(end[0], end[1], nonblock)
+        return CONTINUE
 
     def _ioctl(self, pid: int, fd: int, cmd: int, arg: int) -> object:
+        if cmd == abi.FIONBIO:
+            try:
+                value = struct.unpack("<i", memory.read(pid, arg, 4))[0]
+            except KernelError:
+                return CONTINUE  # the kernel's EFAULT
+            return self._set_nonblocking(pid, fd, value != 0)
         queue, kind = self.queue_of(pid, fd)
         if queue is None:
             if cmd == abi.FIONREAD or kind == "badf":
@@ -233,7 +250,9 @@ class SyscallFront:
     # ---- the calls that differ on a notification pipe ----
     # The read and write ends are FUSE files: these would otherwise get a file's answers.
 
-    def _fcntl(self, pid: int, fd: int, cmd: int) -> object:
+    def _fcntl(self, pid: int, fd: int, cmd: int, arg: int) -> object:
+        if cmd == abi.F_SETFL:
+            return self._set_nonblocking(pid, fd, bool(arg & os.O_NONBLOCK))
         queue, _ = self.queue_of(pid, fd)
         if queue is None:
             return CONTINUE
@@ -379,15 +398,26 @@ class SyscallFront:
         raise KernelError(errno.EOPNOTSUPP, f"keyctl {option} is not emulated")
 
     def _read_iov(self, pid: int, iov: int, count: int) -> bytes:
-        if count > 1024:
+        """import_iovec, then keyctl_instantiate_key_common's size rule, then the copy: no
+        length is trusted before the total is known to be at most 1 MiB - 1."""
+        if not iov:
+            count = 0
+        if count > abi.UIO_MAXIOV:
             raise KernelError(errno.EINVAL, "too many iovecs")
-        payload = b""
+        vectors = []
+        total = 0
         for i in range(count):
-            base, length = struct.unpack("<QQ", memory.read(pid, iov + 16 * i, 16))
-            payload += memory.read(pid, base, length) if length else b""
-            if len(payload) > abi.ADD_KEY_MAX_PAYLOAD:
-                raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
-        return payload
+            base, length = struct.unpack("<Qq", memory.read(pid, iov + 16 * i, 16))
+            if length < 0:
+                raise KernelError(errno.EINVAL, "negative iov_len")
+            length = min(length, abi.MAX_RW_COUNT - total)
+            if length and base + length > abi.TASK_SIZE_MAX:
+                raise KernelError(errno.EFAULT, "iov_base is not a user address")
+            vectors.append((base, length))
+            total += length
+        if total > abi.ADD_KEY_MAX_PAYLOAD:
+            raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
+        return b"".join(memory.read(pid, base, length) for base, length in vectors if length)
 
     def _watch_key(self, pid: int, cred: Cred, key_id: int, fd: int, tag: int) -> int:
         # The queue is resolved first, but the kernel checks it after the tag and the key.

@@ -3,8 +3,9 @@
 The filter traps only what wqfs emulates (x86_64): pipe2 with O_NOTIFICATION_PIPE,
 the watch-queue ioctls and FIONREAD, keyctl, add_key and request_key, and the few calls
 whose answer differs on a notification pipe and so may need one: fcntl F_GETPIPE_SZ and
-F_SETPIPE_SZ, write of 0 bytes (FUSE never sees it), splice. Everything else never
-leaves the kernel.
+F_SETPIPE_SZ, write of 0 bytes (FUSE never sees it), splice; and the two ways to set
+O_NONBLOCK later (fcntl F_SETFL, ioctl FIONBIO), which FUSE would not tell the daemon.
+Everything else never leaves the kernel.
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def _filter_program() -> bytes:
         ("label", "fcntl"),
         (_LD_W_ABS, 0, 0, _OFF_ARG1),
         (_JEQ, NOTIFY, 0, abi.F_GETPIPE_SZ),
+        (_JEQ, NOTIFY, 0, abi.F_SETFL),
         (_JEQ, NOTIFY, ALLOW, abi.F_SETPIPE_SZ),
         ("label", "pipe2"),
         (_LD_W_ABS, 0, 0, _OFF_ARG1),
@@ -80,6 +82,7 @@ def _filter_program() -> bytes:
         (_LD_W_ABS, 0, 0, _OFF_ARG1),
         (_JEQ, NOTIFY, 0, abi.IOC_WATCH_QUEUE_SET_SIZE),
         (_JEQ, NOTIFY, 0, abi.IOC_WATCH_QUEUE_SET_FILTER),
+        (_JEQ, NOTIFY, 0, abi.FIONBIO),
         (_JEQ, NOTIFY, ALLOW, abi.FIONREAD),
         ("label", ALLOW),
         (_RET, 0, 0, SECCOMP_RET_ALLOW),
