@@ -22,7 +22,7 @@ GC_DELAY = 1.0  # seconds revoked/expired keys linger in the test daemon (kernel
 class Daemon:
     """A `wqfs mount -f` subprocess; its log is kept for failing tests."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, allow_other: bool = True) -> None:
         self.dir = tempfile.mkdtemp(prefix="wqfs-test-")
         os.chmod(self.dir, 0o755)
         self.path = os.path.join(self.dir, "mnt")
@@ -31,8 +31,8 @@ class Daemon:
         self._final_log: "str | None" = None
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wqfs", "mount", "-f", "--allow-other", "--gc-delay", str(GC_DELAY),
-             *extra, self.path],
+            [sys.executable, "-m", "wqfs", "mount", "-f", *(["--allow-other"] if allow_other else []),
+             "--gc-delay", str(GC_DELAY), *extra, self.path],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 20
         while not os.path.exists(os.path.join(self.path, "watch_queue")):

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from conftest import ROOT, WAIT, Daemon, force_unmount, is_mounted, read_line, serial, write_key
+from conftest import NOBODY, ROOT, WAIT, Daemon, force_unmount, is_mounted, read_line, serial, write_key
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc", "wq_fuzz")
@@ -609,6 +609,28 @@ print("blocking read:", len(os.read(r, 4096)))  # waits for the record, no EAGAI
     result = wqfs_run(mnt, sys.executable, "-c", program)
     assert result.stdout.splitlines() == ["F_SETFL EAGAIN", "FIONBIO EAGAIN", "blocking read: 16"], \
         result.stdout + result.stderr
+
+
+def test_another_user_runs_programs_against_an_allow_other_daemon(mnt):
+    result = subprocess.run(NOBODY + run_argv(mnt, "sh", "-c", "keyctl add user theirs v @s && keyctl rdescribe @s"),
+                            capture_output=True, text=True, timeout=60, cwd=ROOT, start_new_session=True)
+    assert result.returncode == 0, result.stderr
+    serial_line, described = result.stdout.splitlines()
+    assert int(serial_line) > 0
+    assert described.startswith("keyring;65534;65534;")  # the caller's identity, from the kernel
+
+
+def test_a_daemon_without_allow_other_refuses_other_users_in_one_line():
+    private = Daemon(allow_other=False)
+    try:
+        refused = subprocess.run(NOBODY + run_argv(private.path, "true"), capture_output=True, text=True,
+                                 timeout=60, cwd=ROOT, start_new_session=True)
+        assert refused.returncode == 1
+        assert refused.stderr.count("\n") == 1 and "serves uid 0 only" in refused.stderr, refused.stderr
+        assert wqfs_run(private.path, "keyctl", "add", "user", "mine", "v", "@s").returncode == 0
+        assert private.alive and "internal error" not in private.log()
+    finally:
+        private.stop()
 
 
 # What wqfs run traps only to tell a notification pipe apart: on anything else the kernel answers.

@@ -38,6 +38,7 @@ def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
     """Mount (before trio starts, so that a backgrounding fork can report success or failure)."""
     kernel = Kernel() if gc_delay is None else Kernel(gc_delay=gc_delay)
     ops = WqfsOperations(kernel, verbose=verbose)
+    ops.allow_other = allow_other
     pyfuse3.init(ops, mountpoint, mount_options(allow_other))
     return ops
 
@@ -48,7 +49,7 @@ async def _serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callab
         nursery.start_soon(ops.run_gc)
         nursery.start_soon(ops.run_reaper)
         nursery.start_soon(_signals, ops)
-        await nursery.start(server.serve, front, mountpoint)
+        await nursery.start(server.serve, front, mountpoint, ops.allow_other)
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)

@@ -79,6 +79,7 @@ class WqfsOperations(pyfuse3.Operations):
         super().__init__()
         self.kernel = kernel
         self.verbose = verbose
+        self.allow_other = False  # set by daemon.init: other users may use the mount (and wqfs run)
         self.callers = CallerTable()
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1

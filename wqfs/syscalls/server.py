@@ -5,6 +5,7 @@ import array
 import logging
 import os
 import socket
+import struct
 from typing import Optional
 
 import trio
@@ -20,8 +21,10 @@ def socket_name(mountpoint: str) -> bytes:
     return b"\0wqfs:" + mountpoint.encode()
 
 
-async def serve(front: SyscallFront, mountpoint: str,
+async def serve(front: SyscallFront, mountpoint: str, allow_other: bool = False,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Take listeners from `wqfs run`: from our own uid only, unless the mount is --allow-other
+    (the pipes it hands out are files of the mount, which FUSE would refuse them anyway)."""
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await listener.bind(socket_name(mountpoint))
@@ -34,28 +37,36 @@ async def serve(front: SyscallFront, mountpoint: str,
     async with trio.open_nursery() as nursery:
         while True:
             conn, _ = await listener.accept()
-            nursery.start_soon(_accept_listener, front, conn, nursery)
+            nursery.start_soon(_accept_listener, front, conn, nursery, allow_other)
 
 
-async def _accept_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+async def _accept_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery,
+                           allow_other: bool) -> None:
     """A peer that hangs up or sends junk costs us nothing: the daemon keeps serving."""
     try:
-        await _take_listener(front, conn, nursery)
+        await _take_listener(front, conn, nursery, allow_other)
     except OSError as error:
         log.info("listener hand-over failed: %s", error)
 
 
-async def _take_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery) -> None:
+async def _take_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery,
+                         allow_other: bool) -> None:
     with conn:
         try:
             data, ancdata, _, _ = await conn.recvmsg(16, socket.CMSG_SPACE(4))
         except OSError:
             return
         fd = _fd_from(ancdata)
+        _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        refusal = None
         if data != b"listener" or fd is None:
+            refusal = b"bad request"
+        elif uid != os.getuid() and not allow_other:
+            refusal = f"it serves uid {os.getuid()} only (mount it with --allow-other)".encode()
+        if refusal is not None:
             if fd is not None:
                 os.close(fd)
-            await conn.send(b"bad request")
+            await conn.send(refusal)
             return
         nursery.start_soon(_serve_listener, front, fd)
         await conn.send(b"ok")
