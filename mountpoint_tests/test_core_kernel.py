@@ -422,6 +422,20 @@ def test_a_match_that_cannot_be_returned_gives_its_error_not_enokey(kernel, cloc
     assert inside in kernel.keys
 
 
+def test_request_key_combines_the_callers_keyrings_as_the_kernel_does(kernel):
+    """search_cred_keyrings_rcu: a key found anywhere wins; else "nothing here" in one keyring
+    outranks a revoked match in another (conformance/lookup.c, against Linux 6.1)."""
+    session = ses(kernel)
+    thread = kernel.get_keyring_id(ALICE, abi.KEY_SPEC_THREAD_KEYRING, True)
+    kernel.revoke(ALICE, kernel.add_key(ALICE, "user", "dup", b"t", thread))
+    live = kernel.add_key(ALICE, "user", "dup", b"s", session)
+    assert kernel.request_key(ALICE, "user", "dup") == live
+    kernel.revoke(ALICE, kernel.add_key(ALICE, "user", "onlyrev", b"s", session))
+    assert errno_of(kernel.request_key, ALICE, "user", "onlyrev") == errno.ENOKEY
+    assert errno_of(kernel.search, ALICE, session, "user", "onlyrev") == errno.EKEYREVOKED
+    assert errno_of(kernel.search, ALICE, thread, "user", "dup") == errno.EKEYREVOKED
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -59,6 +59,21 @@ int main(void)
     check("request_key K5", syscall(__NR_request_key, "user", "nosearch", NULL, 0));
     check("read K5 (possessed through S? no: possession needs SEARCH)", keyctl(KEYCTL_READ, K5, 0, 0, 0));
 
+    /* ---- request_key over several keyrings (thread, then session): a found key wins, and
+     * "nothing here" in one keyring outranks a revoked match in another */
+    key_serial_t T1 = check_key("add_key user dup @t (makes the thread keyring)",
+                                add_key("user", "dup", "t", 1, KEY_SPEC_THREAD_KEYRING), "T1");
+    check("revoke T1", keyctl(KEYCTL_REVOKE, T1, 0, 0, 0));
+    key_serial_t K6 = check_key("add_key user dup @s", add_key("user", "dup", "s", 1, S), "K6");
+    check("request_key dup (revoked in @t, live in @s)",
+          syscall(__NR_request_key, "user", "dup", NULL, 0) == K6 ? 0 : -1);
+    key_serial_t K7 = check_key("add_key user onlyrev @s", add_key("user", "onlyrev", "a", 1, S), "K7");
+    check("revoke K7", keyctl(KEYCTL_REVOKE, K7, 0, 0, 0));
+    check("request_key onlyrev (none in @t, revoked in @s)", syscall(__NR_request_key, "user", "onlyrev", NULL, 0));
+    check("search @s for onlyrev", keyctl(KEYCTL_SEARCH, S, (unsigned long)"user", (unsigned long)"onlyrev", 0));
+    check("search @t for dup (revoked there)", keyctl(KEYCTL_SEARCH, KEY_SPEC_THREAD_KEYRING,
+          (unsigned long)"user", (unsigned long)"dup", 0));
+
     /* ---- types and descriptions */
     check("add_key type nosuch", add_key("nosuch", "d", "a", 1, S));
     check("add_key type \"\"", add_key("", "d", "a", 1, S));

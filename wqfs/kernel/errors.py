@@ -15,6 +15,3 @@ class KernelError(Exception):
         name = _errno.errorcode.get(self.errno, str(self.errno))
         return f"{name}: {self.detail or os.strerror(self.errno)}"
 
-
-class NegativeKeyError(KernelError):
-    """A search met a negative key: its error, which a revoked or expired match outranks."""

@@ -15,7 +15,7 @@ from typing import Callable, Hashable, Iterator, Optional
 from .. import abi
 from . import permission
 from .cred import Cred
-from .errors import KernelError, NegativeKeyError
+from .errors import KernelError
 from .key import Key, KeyState
 from .keytypes import KEYRING, KeyType, lookup_type
 from .queue import WatchQueue
@@ -567,23 +567,25 @@ class Kernel:
 
     def _search_tree(self, rings: list[Key], cred: Cred, type_name: str, description: str,
                      possessed: bool, skip_expired: bool = False) -> Key:
-        """keyring_search_rcu of each ring in turn, as search_process_keyrings_rcu combines them:
-        the first key found wins; else the error of a revoked, expired or unsearchable match
-        outranks a negative key's, which outranks ENOKEY."""
+        """keyring_search_rcu of each ring in turn, combined as search_cred_keyrings_rcu does:
+        the first key found wins; else "nothing here" or a negated key (ENOKEY) from any ring
+        outranks every other error (revoked, expired, unsearchable, rejected), of which the
+        last stands."""
         now = self.now()
-        negative: Optional[KernelError] = None
+        not_found: Optional[KernelError] = None
+        other: Optional[KernelError] = None
         for ring in rings:
             result = self._search_ring(ring, cred, (type_name, description), possessed, now, skip_expired)
             if isinstance(result, Key):
                 result.atime_ns = time.time_ns()
                 return result
-            if result is not None:
-                if not isinstance(result, NegativeKeyError):
-                    raise result
-                negative = negative or result
-        if negative is not None:
-            raise negative
-        raise KernelError(errno.ENOKEY, f"no {type_name}:{description} found")
+            if result is None:
+                not_found = not_found or KernelError(errno.ENOKEY, f"no {type_name}:{description} found")
+            elif result.errno == errno.ENOKEY:
+                not_found = result
+            else:
+                other = result
+        raise not_found or other or KernelError(errno.ENOKEY, f"no {type_name}:{description} found")
 
     def _search_ring(self, top: Key, cred: Cred, index: tuple[str, str], possessed: bool,
                      now: float, skip_expired: bool) -> "Key | KernelError | None":
@@ -601,7 +603,7 @@ class Kernel:
             if not permission.permitted(key, cred, abi.KEY_SEARCH, possessed):
                 return KernelError(errno.EACCES, f"key {key.serial} is not searchable")
             if key.state is KeyState.NEGATIVE:
-                return NegativeKeyError(key.reject_error, f"key {key.serial} is negative")
+                return KernelError(key.reject_error, f"key {key.serial} is negative")
             return key if key.state is KeyState.POSITIVE else None
 
         if (top.type.name, top.description) == index:  # the top keyring may be what is sought
