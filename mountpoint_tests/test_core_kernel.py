@@ -436,6 +436,21 @@ def test_request_key_combines_the_callers_keyrings_as_the_kernel_does(kernel):
     assert errno_of(kernel.search, ALICE, thread, "user", "dup") == errno.EKEYREVOKED
 
 
+def test_without_view_describe_is_eacces_but_get_security_enokey(kernel):
+    """keyctl_get_security answers key_get_instantiation_authkey's ENOKEY where describe keeps
+    EACCES (conformance/perms.c); the authority of a key under construction lets both view it."""
+    ring = ses(kernel)
+    key = kernel.add_key(ALICE, "user", "hidden", b"v", ring)
+    kernel.setperm(ALICE, key, abi.KEY_USR_READ)
+    assert errno_of(kernel.describe, ALICE, key) == errno.EACCES
+    assert errno_of(kernel.get_security, ALICE, key) == errno.ENOKEY
+    pending = kernel.construct_key(ALICE, "user", "pending", ring)
+    kernel.setperm(ALICE, pending, 0)
+    assert kernel.describe(ALICE, pending).endswith(";pending")
+    assert kernel.get_security(ALICE, pending) == ""
+    assert errno_of(kernel.describe, BOB, pending) == errno.EACCES  # not his to construct
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -400,7 +400,12 @@ class Kernel:
         return key.payload
 
     def describe(self, cred: Cred, key_id: int) -> str:
-        key, _ = self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+        try:
+            key, _ = self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+        except KernelError as error:
+            if error.errno != errno.EACCES or not self._has_authority(cred, key_id):
+                raise
+            key = self.keys[key_id]  # viewing a key under construction with its authority
         return describe_key(key)
 
     def link(self, cred: Cred, key_id: int, ring_id: int) -> None:
@@ -657,6 +662,13 @@ class Kernel:
         self._link(ring, key)
         return key.serial
 
+    def _has_authority(self, cred: Cred, key_id: int) -> bool:
+        """What stands in for an assumed request-key authority: the key is under construction
+        and the caller made it (or is root)."""
+        key = self.keys.get(key_id) if key_id > 0 else None
+        return (key is not None and not key.dead and key.state is KeyState.UNINSTANTIATED
+                and (key.constructor_uid == cred.uid or cred.is_admin))
+
     def _construction_target(self, cred: Cred, key_id: int) -> Key:
         key = self.keys.get(key_id)
         if (key is None or key.dead or key.state is not KeyState.UNINSTANTIATED
@@ -721,7 +733,14 @@ class Kernel:
         return None
 
     def get_security(self, cred: Cred, key_id: int) -> str:
-        self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+        try:
+            self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+        except KernelError as error:
+            # as describe, but without the authority it is key_get_instantiation_authkey's ENOKEY
+            if error.errno != errno.EACCES:
+                raise
+            if not self._has_authority(cred, key_id):
+                raise KernelError(errno.ENOKEY, "no VIEW, and no request-key authority for the key") from None
         return ""
 
     def get_persistent(self, cred: Cred, uid: int, dest_id: int) -> int:
