@@ -451,6 +451,19 @@ def test_without_view_describe_is_eacces_but_get_security_enokey(kernel):
     assert errno_of(kernel.describe, BOB, pending) == errno.EACCES  # not his to construct
 
 
+def test_a_key_that_does_not_fit_the_quota_leaves_nothing_behind(kernel):
+    """The keyring's link bytes are charged before the key (__key_link_begin): a payload one
+    byte too big fails with EDQUOT, no key is left over, and the largest fitting payload is the
+    kernel's (conformance/quota.c: 20000 - "_ses" 5 - link 4 - "big" 4 = 19987)."""
+    carol = Cred(2002, 2002, thread="tc", process="pc", session="sc")
+    ring = kernel.join_session_keyring(carol, None)
+    before = set(kernel.keys)
+    assert errno_of(kernel.add_key, carol, "user", "big", b"p" * 19988, ring) == errno.EDQUOT
+    assert set(kernel.keys) == before
+    assert kernel.add_key(carol, "user", "big", b"p" * 19987, ring) > 0
+    assert errno_of(kernel.add_key, carol, "user", "b2", b"p", ring) == errno.EDQUOT
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

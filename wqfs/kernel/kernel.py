@@ -7,6 +7,7 @@ CLI) only translate into these calls, so every rule lives here once.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import time
@@ -127,13 +128,29 @@ class Kernel:
 
     # ------------------------------------------------------------ keyring links
 
-    def _link(self, ring: Key, key: Key) -> None:
+    @contextlib.contextmanager
+    def _linking(self, ring: Key, index_key: tuple[str, str]) -> Iterator[bool]:
+        """__key_link_begin .. __key_link_end: the keyring's link bytes are charged before
+        anything is made or changed (a new key, an instantiation, a move), and given back if
+        that fails; a full quota (EDQUOT) thus changes nothing. Yields whether it charged."""
+        assert ring.members is not None
+        charged = ring.quota_bytes >= 0 and index_key not in ring.members
+        if charged:
+            self._reserve(ring, ring.quota_bytes + abi.KEYQUOTA_LINK_BYTES)
+        try:
+            yield charged
+        except BaseException:
+            if charged:
+                self._reserve(ring, ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES)
+            raise
+
+    def _link(self, ring: Key, key: Key, charged: bool = False) -> None:
         """__key_link: the member replaces any key of the same type and description."""
         assert ring.members is not None
         displaced = ring.members.get(key.index_key)
         if displaced is not key:
             if displaced is None:
-                if ring.quota_bytes >= 0:
+                if ring.quota_bytes >= 0 and not charged:
                     self._reserve(ring, ring.quota_bytes + abi.KEYQUOTA_LINK_BYTES)
             else:
                 self._drop_link(ring, displaced)
@@ -355,13 +372,14 @@ class Kernel:
                 permission.check(existing, cred, abi.KEY_WRITE, self.possessed(cred, existing))
                 self._update(existing, payload)
                 return existing.serial
-        key = self._alloc(cred, ktype, description, ktype.default_perm())
-        try:
-            self._instantiate(key, payload)
-        except KernelError:
-            self._free(key)
-            raise
-        self._link(ring, key)
+        with self._linking(ring, (type_name, description)) as charged:
+            key = self._alloc(cred, ktype, description, ktype.default_perm())
+            try:
+                self._instantiate(key, payload)
+            except KernelError:
+                self._free(key)
+                raise
+        self._link(ring, key, charged)
         return key.serial
 
     def _update(self, key: Key, payload: bytes) -> None:
@@ -450,15 +468,16 @@ class Kernel:
         if flags & abi.KEYCTL_MOVE_EXCL and key.index_key in target.members:
             raise KernelError(errno.EEXIST, f"keyring {target.serial} already holds {key.type.name}:{key.description}")
         self._check_link(target, key)
-        key.pins += 1  # keep it alive between the unlink and the link
-        del source.members[key.index_key]
-        key.parents.pop(source.serial, None)
-        source.subrings.pop(key.serial, None)
-        source.touch()
-        if key.is_keyring:
-            self._changed()
-        post_key_notification(source, abi.NOTIFY_KEY_UNLINKED, key.serial)
-        self._link(target, key)
+        with self._linking(target, key.index_key) as charged:  # on EDQUOT the key stays put
+            key.pins += 1  # keep it alive between the unlink and the link
+            del source.members[key.index_key]
+            key.parents.pop(source.serial, None)
+            source.subrings.pop(key.serial, None)
+            source.touch()
+            if key.is_keyring:
+                self._changed()
+            post_key_notification(source, abi.NOTIFY_KEY_UNLINKED, key.serial)
+        self._link(target, key, charged)
         key.pins -= 1
 
     def clear(self, cred: Cred, ring_id: int) -> None:
@@ -657,9 +676,10 @@ class Kernel:
             raise KernelError(errno.ENOTDIR, f"key {ring.serial} is not a keyring")
         if ring.restricted is not None:
             raise KernelError(errno.EPERM, f"keyring {ring.serial} is restricted")
-        key = self._alloc(cred, ktype, description, ktype.default_perm())
+        with self._linking(ring, (type_name, description)) as charged:
+            key = self._alloc(cred, ktype, description, ktype.default_perm())
         key.constructor_uid = cred.uid
-        self._link(ring, key)
+        self._link(ring, key, charged)
         return key.serial
 
     def _has_authority(self, cred: Cred, key_id: int) -> bool:
@@ -682,19 +702,24 @@ class Kernel:
         key = self._construction_target(cred, key_id)
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE) if ring_id else None
         key.type.check_payload(payload)
-        if ring is not None:
-            self._check_link(ring, key)
-        self._instantiate(key, payload)
-        if ring is not None:
-            self._link(ring, key)
+        if ring is None:
+            self._instantiate(key, payload)
+            return
+        self._check_link(ring, key)
+        with self._linking(ring, key.index_key) as charged:
+            self._instantiate(key, payload)
+        self._link(ring, key, charged)
 
     def reject(self, cred: Cred, key_id: int, timeout: int, error: int, ring_id: int = 0) -> None:
         if error <= 0 or error >= 4096 or error in (512, 513, 514, 516):
             raise KernelError(errno.EINVAL, f"cannot reject with error {error}")
         key = self._construction_target(cred, key_id)
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE) if ring_id else None
+        charged = False
         if ring is not None:
             self._check_link(ring, key)
+            with self._linking(ring, key.index_key) as charged:
+                pass  # nothing below can fail: the charge is all that may
         key.state = KeyState.NEGATIVE
         key.reject_error = error
         key.expiry = self.now() + timeout
@@ -702,7 +727,7 @@ class Kernel:
         key.touch()
         post_key_notification(key, abi.NOTIFY_KEY_INSTANTIATED, -error & 0xFFFFFFFF)
         if ring is not None:
-            self._link(ring, key)
+            self._link(ring, key, charged)
         self._wake_gc()
 
     def negate(self, cred: Cred, key_id: int, timeout: int, ring_id: int = 0) -> None:
