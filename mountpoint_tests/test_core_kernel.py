@@ -464,6 +464,29 @@ def test_a_key_that_does_not_fit_the_quota_leaves_nothing_behind(kernel):
     assert errno_of(kernel.add_key, carol, "user", "b2", b"p", ring) == errno.EDQUOT
 
 
+def test_keyrings_nest_at_most_six_deep_for_searches_possession_and_links(kernel):
+    """KEYRING_SEARCH_MAX_DEPTH (conformance/links.c, against Linux 6.1)."""
+    chain = [ses(kernel)]
+    d8 = kernel.add_key(ALICE, "keyring", "d8", b"", chain[0])  # filled while shallow
+    at8 = kernel.add_key(ALICE, "user", "at8", b"x", d8)
+    for i in range(7):  # D1 in S ... D7 in D6
+        chain.append(kernel.add_key(ALICE, "keyring", f"d{i + 1}", b"", chain[-1]))
+    keys = [kernel.add_key(ALICE, "user", f"at{i}", b"x", chain[i]) for i in range(1, 8)] + [at8]
+    kernel.link(ALICE, d8, chain[7])  # D7, 7 down, is possessed: a member of D6, 6 down
+    kernel.unlink(ALICE, d8, chain[0])
+    chain.append(d8)
+    assert kernel.search(ALICE, chain[0], "user", "at6") == keys[5]  # in D6, the deepest entered
+    assert errno_of(kernel.search, ALICE, chain[0], "user", "at7") == errno.ENOKEY
+    assert errno_of(kernel.search, ALICE, chain[0], "user", "at8") == errno.ENOKEY
+    assert errno_of(kernel.request_key, ALICE, "user", "at8") == errno.ENOKEY
+    # D8 is no longer possessed, and its (possessor-only) WRITE is gone with it
+    assert errno_of(kernel.add_key, ALICE, "keyring", "d9", b"", chain[8]) == errno.EACCES
+    top = kernel.add_key(ALICE, "keyring", "top", b"", chain[0])
+    assert errno_of(kernel.link, ALICE, chain[1], top) == errno.ELOOP  # D2..D8: 7 levels under D1
+    kernel.link(ALICE, chain[2], top)  # D3..D8: 6 levels under D2
+    assert errno_of(kernel.link, ALICE, chain[1], chain[5]) == errno.EDEADLK
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import random
 import time
+from collections import deque
 from typing import Callable, Hashable, Iterator, Optional
 
 from .. import abi
@@ -178,20 +179,35 @@ class Kernel:
             raise KernelError(errno.ENOTDIR, f"key {ring.serial} is not a keyring")
         if ring.restricted is not None:
             raise KernelError(errno.EPERM, f"keyring {ring.serial} is restricted")
-        if key.is_keyring and (key is ring or self._reachable_from(key, ring)):
-            raise KernelError(errno.EDEADLK, "the link would make a cycle")
+        if key.is_keyring:
+            self._detect_cycle(ring, key)
 
-    def _reachable_from(self, top: Key, target: Key) -> bool:
-        stack, seen = [top], {top.serial}
-        while stack:
-            ring = stack.pop()
-            for child in ring.subrings.values():
-                if child is target:
-                    return True
-                if child.serial not in seen:
-                    seen.add(child.serial)
-                    stack.append(child)
-        return False
+    def _detect_cycle(self, ring: Key, key: Key) -> None:
+        """keyring_detect_cycle: a search of key's tree for ring, depth first, that fails with
+        EDEADLK when it finds ring and with ELOOP when it would go deeper than
+        KEYRING_SEARCH_MAX_DEPTH. A subtree already walked without finding ring is not walked
+        again unless, entered deeper now, it could reach past the limit."""
+        if key is ring:
+            raise KernelError(errno.EDEADLK, "a keyring cannot hold itself")
+        reach: dict[int, int] = {}  # keyring -> how far below it a descent is tried (-1: none)
+
+        def walk(node: Key, depth: int) -> int:
+            known = reach.get(node.serial)
+            if known is not None and depth + known < abi.KEYRING_SEARCH_MAX_DEPTH:
+                return known
+            if ring.serial in node.subrings:
+                raise KernelError(errno.EDEADLK, "the link would make a cycle")
+            below = -1
+            for sub in node.subrings.values():
+                if depth >= abi.KEYRING_SEARCH_MAX_DEPTH:
+                    raise KernelError(errno.ELOOP, "keyrings would nest too deep")
+                below = max(below, 0)
+                if not (sub.dead or sub.revoked or sub.invalidated):
+                    below = max(below, 1 + walk(sub, depth + 1))
+            reach[node.serial] = below
+            return below
+
+        walk(key, 0)
 
     def _release_members(self, ring: Key) -> None:
         """Empty a keyring silently (revoke, clear, destruction)."""
@@ -278,18 +294,21 @@ class Kernel:
         cached = self._reach_cache.get(cred)
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        roots = self._roots(cred)
         now = self.now()
         reach: set[int] = set()
-        stack = list(roots)
-        while stack:
-            ring = stack.pop()
+        # breadth first, so that each keyring is met at its least depth: a keyring nested
+        # deeper than KEYRING_SEARCH_MAX_DEPTH is not entered (its own link is still found,
+        # as a member of the keyring above it)
+        queue = deque((ring, 0) for ring in self._roots(cred))
+        while queue:
+            ring, depth = queue.popleft()
             if ring.serial in reach or not self._live(ring, now):
                 continue
             if not permission.permitted(ring, cred, abi.KEY_SEARCH, True):
                 continue
             reach.add(ring.serial)
-            stack.extend(ring.subrings.values())
+            if depth < abi.KEYRING_SEARCH_MAX_DEPTH:
+                queue.extend((sub, depth + 1) for sub in ring.subrings.values())
         result = frozenset(reach)
         self._reach_cache[cred] = (self._version, result)
         return result
@@ -634,10 +653,10 @@ class Kernel:
             found = consider(top)
             if found is not None:
                 return found  # a match, or (skipped_ret 2) the search ends with its error
-        seen = {top.serial}
-        stack = [top]
+        entered = {top.serial: 0}  # keyring -> the least depth it was entered at
+        stack = [(top, 0)]
         while stack:
-            ring = stack.pop()
+            ring, depth = stack.pop()
             assert ring.members is not None
             candidate = ring.members.get(index)
             if candidate is not None:
@@ -645,13 +664,15 @@ class Kernel:
                 if isinstance(found, Key):
                     return found
                 result = found or result
+            if depth >= abi.KEYRING_SEARCH_MAX_DEPTH:
+                continue  # its members were looked at; its keyrings are too deep to enter
             for sub in reversed(list(ring.subrings.values())):  # in link order, depth first
-                if sub.serial in seen or sub.dead or sub.revoked or sub.invalidated:
+                if entered.get(sub.serial, depth + 2) <= depth + 1 or sub.dead or sub.revoked or sub.invalidated:
                     continue
                 if not permission.permitted(sub, cred, abi.KEY_SEARCH, possessed):
                     continue
-                seen.add(sub.serial)
-                stack.append(sub)
+                entered[sub.serial] = depth + 1
+                stack.append((sub, depth + 1))
         return result
 
     def request_key(self, cred: Cred, type_name: str, description: str, dest_id: int = 0) -> int:
