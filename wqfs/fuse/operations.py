@@ -424,7 +424,7 @@ class WqfsOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         ring = self._keyring(parent_inode)
         type_name, description = names.parse_entry(name)
-        ktype = lookup_type(type_name)
+        ktype = lookup_type(type_name, unknown=errno.ENODEV)  # a new key: add_key's errno
         if ktype.is_keyring:
             raise KernelError(errno.EISDIR, "keyrings are made with mkdir")
         if not description:

@@ -376,7 +376,7 @@ class Kernel:
         if len(payload) > abi.ADD_KEY_MAX_PAYLOAD:
             raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE)
-        ktype = lookup_type(type_name)
+        ktype = lookup_type(type_name, unknown=errno.ENODEV)
         if not description:  # add_key makes "" NULL, and only a preparse could name the key
             raise KernelError(errno.EINVAL, "a description is required")
         ktype.check_description(description)
@@ -501,10 +501,8 @@ class Kernel:
 
     def clear(self, cred: Cred, ring_id: int) -> None:
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE)
-        if not ring.is_keyring:
+        if not ring.is_keyring:  # a restriction only keeps keys out: clearing is allowed
             raise KernelError(errno.ENOTDIR, f"key {ring.serial} is not a keyring")
-        if ring.restricted is not None:
-            raise KernelError(errno.EPERM, f"keyring {ring.serial} is restricted")
         self._release_members(ring)
         ring.touch()
         post_key_notification(ring, abi.NOTIFY_KEY_CLEARED, 0)
@@ -580,17 +578,19 @@ class Kernel:
 
     def restrict_keyring(self, cred: Cred, ring_id: int, type_name: Optional[str],
                          restriction: Optional[str]) -> None:
-        if type_name is None and restriction is not None:
-            raise KernelError(errno.EINVAL, "a restriction needs a key type")
+        """keyctl_restrict_keyring, then keyring_restrict. Both a type and a restriction, or
+        neither (then the keyring takes no more links). Of the types here none defines a
+        restriction (only asymmetric keys do): ENOENT for them, ENOKEY for an unknown one."""
         ring, _ = self.lookup(cred, ring_id, abi.KEY_SETATTR)
+        if (type_name is None) != (restriction is None):
+            raise KernelError(errno.EINVAL, "a key type and a restriction go together")
         if not ring.is_keyring:
             raise KernelError(errno.ENOTDIR, f"key {ring.serial} is not a keyring")
+        if type_name is not None:
+            lookup_type(type_name)
+            raise KernelError(errno.ENOENT, f"{type_name} keys define no link restrictions")
         if ring.restricted is not None:
             raise KernelError(errno.EEXIST, f"keyring {ring.serial} is already restricted")
-        if type_name is not None:
-            if type_name not in ("user", "logon", "keyring"):
-                raise KernelError(errno.ENOENT, f"no key type {type_name!r}")
-            raise KernelError(errno.EOPNOTSUPP, f"{type_name} keys define no link restrictions")
         ring.restricted = ""
         ring.ctime_ns = time.time_ns()
         post_key_notification(ring, abi.NOTIFY_KEY_SETATTR, 0)

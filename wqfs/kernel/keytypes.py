@@ -47,10 +47,12 @@ KEYRING = KeyType("keyring", readable=True, updatable=False, is_keyring=True)
 TYPES = {t.name: t for t in (USER, LOGON, KEYRING)}
 
 
-def lookup_type(name: str) -> KeyType:
+def lookup_type(name: str, unknown: int = errno.ENOKEY) -> KeyType:
+    """key_type_lookup: ENOKEY for a type that does not exist, except where a key is being
+    made (add_key, and a new file in the tree), which says ENODEV."""
     if name.startswith("."):
         raise KernelError(errno.EPERM, f"key type {name!r} is internal")
     try:
         return TYPES[name]
     except KeyError:
-        raise KernelError(errno.ENODEV, f"no key type {name!r}") from None
+        raise KernelError(unknown, f"no key type {name!r}") from None

@@ -6,7 +6,6 @@ strings and buffers read and written in its own memory with the kernel's length 
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -42,17 +41,6 @@ def _i32(value: int) -> int:
 
 def _u32(value: int) -> int:
     return value & 0xFFFFFFFF
-
-
-@contextlib.contextmanager
-def _unknown_type_is_enokey():
-    """key_type_lookup fails with ENOKEY; only add_key turns that into ENODEV."""
-    try:
-        yield
-    except KernelError as error:
-        if error.errno == errno.ENODEV:
-            raise KernelError(errno.ENOKEY, error.detail) from None
-        raise
 
 
 class SyscallFront:
@@ -291,8 +279,7 @@ class SyscallFront:
         description = memory.strndup_user(pid, args[1], abi.KEY_MAX_DESC_SIZE)
         if args[2]:
             memory.strndup_user(pid, args[2], memory.PAGE)
-        with _unknown_type_is_enokey():
-            return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
+        return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
 
     # ---- keyctl ----
 
@@ -342,8 +329,7 @@ class SyscallFront:
         if option == abi.KEYCTL_SEARCH:
             type_name = memory.read_type(pid, a3)
             description = memory.strndup_user(pid, a4, abi.KEY_MAX_DESC_SIZE)
-            with _unknown_type_is_enokey():
-                return k.search(cred, _i32(a2), type_name, description, _i32(a5))
+            return k.search(cred, _i32(a2), type_name, description, _i32(a5))
         if option == abi.KEYCTL_READ:
             return self._copy_out(pid, a3, a4, k.read(cred, _i32(a2)), whole=True)
         if option == abi.KEYCTL_INSTANTIATE:
@@ -381,8 +367,12 @@ class SyscallFront:
         if option == abi.KEYCTL_GET_PERSISTENT:
             return k.get_persistent(cred, _i32(a2), _i32(a3))
         if option == abi.KEYCTL_RESTRICT_KEYRING:
-            type_name = memory.read_type(pid, a3) if a3 else None
-            restriction = memory.strndup_user(pid, a4, memory.PAGE) if a4 else None
+            k.lookup(cred, _i32(a2), abi.KEY_SETATTR)  # lookup_user_key comes before the strings
+            type_name: Optional[str] = "" if a3 else None  # one without the other: EINVAL, unread
+            restriction: Optional[str] = "" if a4 else None
+            if a3 and a4:
+                type_name = memory.read_type(pid, a3)
+                restriction = memory.strndup_user(pid, a4, memory.PAGE)
             k.restrict_keyring(cred, _i32(a2), type_name, restriction)
             return 0
         if option == abi.KEYCTL_MOVE:
