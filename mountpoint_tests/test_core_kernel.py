@@ -487,6 +487,23 @@ def test_keyrings_nest_at_most_six_deep_for_searches_possession_and_links(kernel
     assert errno_of(kernel.link, ALICE, chain[1], chain[5]) == errno.EDEADLK
 
 
+def test_possession_goes_through_an_expired_keyring_but_not_a_revoked_one(kernel, clock):
+    """The possession search has no state check: an expired keyring is entered; a revoked one
+    is emptied and not entered (conformance/expiry.c)."""
+    ring = ses(kernel)
+    expiring = kernel.add_key(ALICE, "keyring", "e", b"", ring)
+    revoked = kernel.add_key(ALICE, "keyring", "r", b"", ring)
+    inner = kernel.add_key(ALICE, "user", "inner", b"v", expiring)
+    inner2 = kernel.add_key(ALICE, "user", "inner2", b"v", revoked)
+    for key in (inner, inner2):
+        kernel.setperm(ALICE, key, abi.KEY_POS_ALL | abi.KEY_USR_VIEW)
+    kernel.set_timeout(ALICE, expiring, 1)
+    kernel.revoke(ALICE, revoked)
+    clock.t += 2
+    assert kernel.read(ALICE, inner) == b"v"
+    assert errno_of(kernel.read, ALICE, inner2) == errno.EACCES
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -294,7 +294,6 @@ class Kernel:
         cached = self._reach_cache.get(cred)
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        now = self.now()
         reach: set[int] = set()
         # breadth first, so that each keyring is met at its least depth: a keyring nested
         # deeper than KEYRING_SEARCH_MAX_DEPTH is not entered (its own link is still found,
@@ -302,7 +301,8 @@ class Kernel:
         queue = deque((ring, 0) for ring in self._roots(cred))
         while queue:
             ring, depth = queue.popleft()
-            if ring.serial in reach or not self._live(ring, now):
+            # KEYRING_SEARCH_NO_STATE_CHECK: an expired keyring is entered, a revoked one not
+            if ring.serial in reach or ring.dead or ring.revoked or ring.invalidated:
                 continue
             if not permission.permitted(ring, cred, abi.KEY_SEARCH, True):
                 continue
