@@ -504,6 +504,29 @@ def test_possession_goes_through_an_expired_keyring_but_not_a_revoked_one(kernel
     assert errno_of(kernel.read, ALICE, inner2) == errno.EACCES
 
 
+def test_only_the_operations_that_create_special_keyrings_do(kernel):
+    """lookup_user_key's KEY_LOOKUP_CREATE, operation by operation (security/keys/keyctl.c;
+    conformance/session.c): describe, get_security and update of @t do not make it."""
+    for op in (kernel.describe, kernel.get_security):
+        assert errno_of(op, ALICE, abi.KEY_SPEC_THREAD_KEYRING) == errno.ENOKEY
+    assert errno_of(kernel.update, ALICE, abi.KEY_SPEC_THREAD_KEYRING, b"x") == errno.ENOKEY
+    assert errno_of(kernel.get_keyring_id, ALICE, abi.KEY_SPEC_THREAD_KEYRING, False) == errno.ENOKEY
+    kernel.setperm(ALICE, abi.KEY_SPEC_THREAD_KEYRING, abi.KEY_POS_ALL)  # setperm does make it
+    assert kernel.describe(ALICE, abi.KEY_SPEC_THREAD_KEYRING).endswith(";_tid")
+
+
+def test_joining_a_session_keyring_by_name(kernel):
+    assert errno_of(kernel.join_session_keyring, ALICE, ".dot") == errno.EPERM
+    assert errno_of(kernel.join_session_keyring, ALICE, "") == errno.EINVAL
+    named = kernel.join_session_keyring(ALICE, "named")
+    # find_keyring_by_name wants SEARCH without possession, which a joined keyring does not
+    # give its owner: joining the name again makes another
+    again = kernel.join_session_keyring(ALICE, "named")
+    assert again not in (0, named)
+    kernel.setperm(ALICE, again, abi.KEY_POS_ALL | abi.KEY_USR_ALL)
+    assert kernel.join_session_keyring(ALICE, "named") == 0  # the session keyring already
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -12,7 +12,7 @@ import os
 import resource
 import struct
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Hashable, Optional
 
 from ..kernel import Cred, KernelError
@@ -221,9 +221,10 @@ class CallerTable:
         """KEYCTL_JOIN_SESSION_KEYRING: the caller (and its later children) get a new session."""
         self._tokens += 1
         token = ("joined", self._tokens)
-        serial = kernel.join_session_keyring(replace(cred, session=token), name)
-        self._joined[cred.process] = token
-        self._cache.clear()
+        serial = kernel.join_session_keyring(cred, name, token)
+        if serial:  # 0: that keyring is our session keyring already, and nothing changed
+            self._joined[cred.process] = token
+            self._cache.clear()
         return serial
 
     def session_to_parent(self, pid: int, cred: Cred) -> None:

@@ -411,7 +411,7 @@ class Kernel:
     def update(self, cred: Cred, key_id: int, payload: bytes) -> None:
         if len(payload) > abi.UPDATE_MAX_PAYLOAD:
             raise KernelError(errno.EINVAL, "an update payload is at most 4096 bytes")
-        key, _ = self.lookup(cred, key_id, abi.KEY_WRITE, create=True)
+        key, _ = self.lookup(cred, key_id, abi.KEY_WRITE)  # lookup_user_key(id, 0, WRITE)
         if not key.type.updatable:
             raise KernelError(errno.EOPNOTSUPP, f"{key.type.name} keys cannot be updated")
         key.type.check_payload(payload)
@@ -438,7 +438,7 @@ class Kernel:
 
     def describe(self, cred: Cred, key_id: int) -> str:
         try:
-            key, _ = self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+            key, _ = self.lookup(cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
         except KernelError as error:
             if error.errno != errno.EACCES or not self._has_authority(cred, key_id):
                 raise
@@ -474,7 +474,7 @@ class Kernel:
     def move(self, cred: Cred, key_id: int, from_id: int, to_id: int, flags: int = 0) -> None:
         if flags & ~abi.KEYCTL_MOVE_EXCL:
             raise KernelError(errno.EINVAL, "unknown move flags")
-        key, _ = self.lookup(cred, key_id, abi.KEY_LINK, partial=True)
+        key, _ = self.lookup(cred, key_id, abi.KEY_LINK, create=True)
         source = self._keyring(cred, from_id, abi.KEY_WRITE, create=False)
         target = self._keyring(cred, to_id, abi.KEY_WRITE)
         if source is target:
@@ -755,10 +755,20 @@ class Kernel:
         self.reject(cred, key_id, timeout, errno.ENOKEY, ring_id)
 
     def get_keyring_id(self, cred: Cred, key_id: int, create: bool) -> int:
-        key, _ = self.lookup(cred, key_id, abi.KEY_SEARCH, create=create, partial=True)
+        key, _ = self.lookup(cred, key_id, abi.KEY_SEARCH, create=create)
         return key.serial
 
-    def join_session_keyring(self, cred: Cred, name: Optional[str]) -> int:
+    def join_session_keyring(self, cred: Cred, name: Optional[str],
+                             new_session: Optional[Hashable] = None) -> int:
+        """KEYCTL_JOIN_SESSION_KEYRING: the keyring becomes the session keyring of new_session
+        (a front's token for "this process from now on"; default: cred's own session). 0, and
+        nothing changes, when the named keyring is the caller's session keyring already."""
+        if new_session is None:
+            new_session = cred.session
+        if name is not None and name.startswith("."):
+            raise KernelError(errno.EPERM, "keyring names starting with '.' are reserved")
+        if name == "":
+            raise KernelError(errno.EINVAL, "a keyring needs a name")  # key_alloc, after no match
         if name is None:
             ring = self._new_keyring(cred, "_ses", SESSION_KEYRING_PERM)
         else:
@@ -766,21 +776,21 @@ class Kernel:
             if ring is None:
                 ring = self._new_keyring(cred, name, JOINED_SESSION_PERM)
             elif ring is self._session_keyrings.get(cred.session):
-                return ring.serial
-        self._install(self._session_keyrings, cred.session, ring)
+                return 0
+        self._install(self._session_keyrings, new_session, ring)
         return ring.serial
 
     def _find_named_keyring(self, cred: Cred, name: str) -> Optional[Key]:
-        now = self.now()
+        """find_keyring_by_name: not revoked (expired will do), searchable without possession."""
         for key in self.keys.values():
-            if (key.is_keyring and key.description == name and self._live(key, now)
+            if (key.is_keyring and key.description == name and not key.dead and not key.revoked
                     and permission.permitted(key, cred, abi.KEY_SEARCH, False)):
                 return key
         return None
 
     def get_security(self, cred: Cred, key_id: int) -> str:
         try:
-            self.lookup(cred, key_id, abi.KEY_VIEW, create=True, partial=True)
+            self.lookup(cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
         except KernelError as error:
             # as describe, but without the authority it is key_get_instantiation_authkey's ENOKEY
             if error.errno != errno.EACCES:
