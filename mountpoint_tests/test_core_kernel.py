@@ -527,6 +527,15 @@ def test_joining_a_session_keyring_by_name(kernel):
     assert kernel.join_session_keyring(ALICE, "named") == 0  # the session keyring already
 
 
+def test_a_keyring_is_read_in_whole_serials(kernel):
+    """keyring_read: EINVAL for a buffer that is no multiple of 4 (conformance/payload.c)."""
+    ring = ses(kernel)
+    key = kernel.add_key(ALICE, "user", "k", b"v", ring)
+    assert errno_of(kernel.read, ALICE, ring, 2) == errno.EINVAL
+    assert kernel.read(ALICE, ring, 4) == key.to_bytes(4, "little")
+    assert kernel.read(ALICE, key, 3) == b"v"  # other types do not care
+
+
 def test_search_is_depth_first_each_keyring_before_its_subkeyrings(kernel):
     ring = ses(kernel)
     first = kernel.add_key(ALICE, "keyring", "first", b"", ring)

@@ -417,7 +417,10 @@ class Kernel:
         key.type.check_payload(payload)
         self._update(key, payload)
 
-    def read(self, cred: Cred, key_id: int) -> bytes:
+    def read(self, cred: Cred, key_id: int, buflen: int = 0) -> bytes:
+        """KEYCTL_READ's data. buflen, the caller's buffer (0: none), matters to a keyring:
+        keyring_read takes only whole serials, EINVAL otherwise (for a buffer of up to a page,
+        the one keyctl_read_key hands it directly)."""
         try:
             key, possessed = self.lookup(cred, key_id, defer=True)
         except KernelError as error:
@@ -433,6 +436,8 @@ class Kernel:
             raise KernelError(errno.ENOKEY, f"key {key.serial} is under construction")
         key.atime_ns = time.time_ns()
         if key.members is not None:
+            if 0 < buflen <= abi.PAGE_SIZE and buflen % 4:
+                raise KernelError(errno.EINVAL, "a keyring is read in whole serials")
             return b"".join(m.serial.to_bytes(4, "little") for m in key.members.values())
         return key.payload
 

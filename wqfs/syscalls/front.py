@@ -331,7 +331,7 @@ class SyscallFront:
             description = memory.strndup_user(pid, a4, abi.KEY_MAX_DESC_SIZE)
             return k.search(cred, _i32(a2), type_name, description, _i32(a5))
         if option == abi.KEYCTL_READ:
-            return self._copy_out(pid, a3, a4, k.read(cred, _i32(a2)), whole=True)
+            return self._copy_out(pid, a3, a4, k.read(cred, _i32(a2), a4 if a3 else 0), whole=True)
         if option == abi.KEYCTL_INSTANTIATE:
             if a4 > abi.ADD_KEY_MAX_PAYLOAD:
                 raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
