@@ -20,7 +20,7 @@ import pyfuse3
 import trio
 
 from .. import abi
-from ..kernel import Cred, Kernel, KernelError, Key, KeyState, WatchQueue, permission
+from ..kernel import Cred, Kernel, KernelError, Key, KeyState, KeyUnderConstruction, WatchQueue, permission
 from ..kernel.keytypes import lookup_type
 from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
 from ..kernel.filter import Filter
@@ -32,7 +32,6 @@ log = logging.getLogger("wqfs.fuse")
 
 EVENTS_QUEUE_SIZE = 256
 SIGNAL_CHECK_INTERVAL = 0.1   # how often a blocked reader's pending signals are checked
-CONSTRUCTION_CHECK_INTERVAL = 0.05  # how often a watch waiting for a key under construction looks again
 REAPER_INTERVAL = 1.0         # how often thread/process/session owners are checked
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -563,11 +562,9 @@ class WqfsOperations(pyfuse3.Operations):
                 self.kernel.watch_key(handle.cred, command.key_id, handle.queue, command.tag,
                                       nofile_limit(handle.pid))
                 return
-            except KernelError as error:
-                key = self.kernel.keys.get(command.key_id)
-                if error.errno != errno.EAGAIN or key is None or key.state is not KeyState.UNINSTANTIATED:
-                    raise
-            await trio.sleep(CONSTRUCTION_CHECK_INTERVAL)
+            except KeyUnderConstruction:
+                pass
+            await trio.sleep(KeyUnderConstruction.CHECK_INTERVAL)
             if self._closing or signal_pending(handle.pid):
                 raise pyfuse3.FUSEError(errno.EINTR)
 

@@ -1,6 +1,7 @@
 """The one exception the core raises: a kernel errno, which every front passes on."""
 from __future__ import annotations
 
+import errno
 import errno as _errno
 import os
 
@@ -15,3 +16,13 @@ class KernelError(Exception):
         name = _errno.errorcode.get(self.errno, str(self.errno))
         return f"{name}: {self.detail or os.strerror(self.errno)}"
 
+
+class KeyUnderConstruction(KernelError):
+    """EAGAIN from a lookup that the kernel would wait in (wait_for_key_construction, until
+    the key is instantiated or the caller gets a signal). A front that can wait looks again
+    every CHECK_INTERVAL seconds."""
+
+    CHECK_INTERVAL = 0.05
+
+    def __init__(self, serial: int) -> None:
+        super().__init__(errno.EAGAIN, f"key {serial} is under construction")

@@ -17,7 +17,7 @@ from typing import Callable, Hashable, Iterator, Optional
 from .. import abi
 from . import permission
 from .cred import Cred
-from .errors import KernelError
+from .errors import KernelError, KeyUnderConstruction
 from .key import Key, KeyState
 from .keytypes import KEYRING, KeyType, lookup_type
 from .queue import WatchQueue
@@ -342,7 +342,7 @@ class Kernel:
         if not partial:
             if key.state is KeyState.UNINSTANTIATED:
                 if not defer:
-                    raise KernelError(errno.EAGAIN, f"key {key.serial} is under construction")
+                    raise KeyUnderConstruction(key.serial)
             elif key.state is KeyState.NEGATIVE and not defer:
                 # wait_for_key_construction: the stored error comes before key_validate
                 raise KernelError(key.reject_error, f"key {key.serial} is negative")

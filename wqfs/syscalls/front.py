@@ -18,7 +18,7 @@ import trio
 
 from .. import abi
 from ..fuse.callers import CallerTable, fs_ids, nofile_limit
-from ..kernel import Cred, Kernel, KernelError, WatchQueue
+from ..kernel import Cred, Kernel, KernelError, KeyUnderConstruction, WatchQueue
 from ..kernel.filter import Filter
 from . import memory, seccomp
 from .seccomp import Notification
@@ -27,11 +27,6 @@ log = logging.getLogger("wqfs.syscalls")
 
 PIPE2_FLAGS = os.O_CLOEXEC | os.O_NONBLOCK | os.O_DIRECT | abi.O_NOTIFICATION_PIPE
 CONTINUE = object()  # answer "let the real kernel do it"
-CONSTRUCTION_CHECK_INTERVAL = 0.05  # how often a call waiting for a key under construction looks again
-
-
-def _under_construction(error: KernelError) -> bool:
-    return error.errno == errno.EAGAIN and error.detail.endswith("is under construction")
 
 
 def _i32(value: int) -> int:
@@ -86,12 +81,11 @@ class SyscallFront:
                 try:
                     result = await self.dispatch(notif, listener)
                     break
-                except KernelError as error:
-                    if not _under_construction(error):
-                        raise
+                except KeyUnderConstruction:
+                    pass
                 # lookup_user_key waits (interruptibly) for a key under construction; the
                 # lookups come before any change, so the call is simply made again.
-                await trio.sleep(CONSTRUCTION_CHECK_INTERVAL)
+                await trio.sleep(KeyUnderConstruction.CHECK_INTERVAL)
                 if not seccomp.id_valid(listener, notif.id):
                     return  # interrupted by a signal, or gone: the kernel restarts or drops it
         except KernelError as error:
