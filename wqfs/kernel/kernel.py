@@ -130,18 +130,21 @@ class Kernel:
     # ------------------------------------------------------------ keyring links
 
     @contextlib.contextmanager
-    def _linking(self, ring: Key, index_key: tuple[str, str]) -> Iterator[bool]:
+    def _linking(self, ring: Optional[Key], index_key: tuple[str, str]) -> Iterator[bool]:
         """__key_link_begin .. __key_link_end: the keyring's link bytes are charged before
         anything is made or changed (a new key, an instantiation, a move), and given back if
-        that fails; a full quota (EDQUOT) thus changes nothing. Yields whether it charged."""
-        assert ring.members is not None
-        charged = ring.quota_bytes >= 0 and index_key not in ring.members
+        that fails; a full quota (EDQUOT) thus changes nothing. Yields whether it charged
+        (never, with no keyring to link into)."""
+        charged = (ring is not None and ring.quota_bytes >= 0 and ring.members is not None
+                   and index_key not in ring.members)
         if charged:
+            assert ring is not None
             self._reserve(ring, ring.quota_bytes + abi.KEYQUOTA_LINK_BYTES)
         try:
             yield charged
         except BaseException:
             if charged:
+                assert ring is not None
                 self._reserve(ring, ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES)
             raise
 
@@ -728,30 +731,27 @@ class Kernel:
         key = self._construction_target(cred, key_id)
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE) if ring_id else None
         key.type.check_payload(payload)
-        if ring is None:
-            self._instantiate(key, payload)
-            return
-        self._check_link(ring, key)
+        if ring is not None:
+            self._check_link(ring, key)
         with self._linking(ring, key.index_key) as charged:
             self._instantiate(key, payload)
-        self._link(ring, key, charged)
+        if ring is not None:
+            self._link(ring, key, charged)
 
     def reject(self, cred: Cred, key_id: int, timeout: int, error: int, ring_id: int = 0) -> None:
         if error <= 0 or error >= 4096 or error in (512, 513, 514, 516):
             raise KernelError(errno.EINVAL, f"cannot reject with error {error}")
         key = self._construction_target(cred, key_id)
         ring = self._keyring(cred, ring_id, abi.KEY_WRITE) if ring_id else None
-        charged = False
         if ring is not None:
             self._check_link(ring, key)
-            with self._linking(ring, key.index_key) as charged:
-                pass  # nothing below can fail: the charge is all that may
-        key.state = KeyState.NEGATIVE
-        key.reject_error = error
-        key.expiry = self.now() + timeout
-        self._timed.add(key)
-        key.touch()
-        post_key_notification(key, abi.NOTIFY_KEY_INSTANTIATED, -error & 0xFFFFFFFF)
+        with self._linking(ring, key.index_key) as charged:
+            key.state = KeyState.NEGATIVE
+            key.reject_error = error
+            key.expiry = self.now() + timeout
+            self._timed.add(key)
+            key.touch()
+            post_key_notification(key, abi.NOTIFY_KEY_INSTANTIATED, -error & 0xFFFFFFFF)
         if ring is not None:
             self._link(ring, key, charged)
         self._wake_gc()
