@@ -5,6 +5,7 @@
 #                   cached outside the repo), records expected/*.out, then compares `wqfs run`.
 # make bench  runs scripts/bench: every benchmark scenario on this machine, next to its baselines,
 #             into docs/bench/ (results.md, latency.png) and README's Performance section (~3 min).
+# make bench-hostile  what 1000 blocked readers of one user cost the others (docs/bench/hostile.md).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all setup run test clean conformance bench
+.PHONY: all setup run test clean conformance bench bench-hostile
 
 all: test
 
@@ -43,6 +44,9 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench --readme $(ARGS)
+
+bench-hostile: $(STAMP)
+	$(BIN)/python scripts/bench-hostile --out docs/bench/hostile.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -562,18 +562,100 @@ def test_a_private_daemon_ends_when_wqfs_run_is_killed(prog, start):
         shutil.rmtree(os.path.dirname(mount), ignore_errors=True)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_wrong_syscalls_get_errno_and_the_daemon_keeps_serving(prog, seed):
+FUZZ_CALLS = 5000
+FUZZ_LIMIT = 150  # seconds for one wq_fuzz run; the program itself ends a call that takes 20 s
+SLOW_DELAY = "0.2"  # seconds each read of the slow mount takes (wq_fuzz drops its cache each 500 calls)
+
+
+def fuzz_seeds() -> list[int]:
+    """1, 2, 3; WQFS_FUZZ_SEEDS=A-B for a manual sweep."""
+    first, _, last = os.environ.get("WQFS_FUZZ_SEEDS", "1-3").partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+@pytest.fixture
+def slow_file() -> Iterator[str]:
+    """A file of a slow third-party FUSE mount (slowfs.py): each read of it takes SLOW_DELAY."""
+    import tempfile
+    base = tempfile.mkdtemp(prefix="wqfs-fuzz-slow-")
+    os.chmod(base, 0o755)
+    mount = os.path.join(base, "mnt")
+    os.mkdir(mount)
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(C_DIR), "slowfs.py"), mount,
+                               SLOW_DELAY, "fuzz-slow-description"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    try:
+        assert read_line(server.stdout).strip() == "ready", "slowfs.py did not start"
+        deadline = time.monotonic() + WAIT
+        while not os.path.exists(os.path.join(mount, "f")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield os.path.join(mount, "f")
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+        force_unmount(mount)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_fuzz(mnt: str, program: str, seed: int, calls: int, slow: str) -> tuple[int, str, str]:
+    """wq_fuzz SEED CALLS under `wqfs run`, in a session of its own: (status, stdout, stderr).
+    A run that outlives FUZZ_LIMIT, or still runs 5 s after its program reported a call that did
+    not return, is killed (its process group) and fails the test with what it printed, rather
+    than hanging the suite. (A program whose daemon froze cannot exit: closing its queue fds
+    waits for FUSE flushes the daemon never answers; so output goes to files, not pipes.)"""
+    import tempfile
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(run_argv(mnt, program, str(seed), str(calls)), stdout=out, stderr=err,
+                                text=True, cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "WQ_FUZZ_SLOW": slow})
+        deadline = time.monotonic() + FUZZ_LIMIT
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                out.seek(0)
+                if "did not return within" in out.read():
+                    deadline = min(deadline, time.monotonic() + 5)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    proc.wait(WAIT)
+                except subprocess.TimeoutExpired:
+                    pass
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if time.monotonic() >= deadline:
+        pytest.fail(f"wq_fuzz {seed} {calls} did not finish (limit {FUZZ_LIMIT} s):\n{stdout}{stderr}")
+    return proc.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("seed", fuzz_seeds())
+def test_random_wrong_syscalls_get_errno_and_the_daemon_keeps_serving(prog, slow_file, seed):
     """wq_fuzz makes every trapped call with mostly wrong arguments (bad and half-mapped
-    pointers, unknown options, random serials, sizes, flags, filters). Its own daemon, so
-    that random serials and setperms cannot touch the keys of other tests."""
+    pointers, unknown options, random serials, sizes, flags, filters), and pointers into pages
+    only a FUSE server brings in: a fresh MAP_PRIVATE mapping of MOUNT/keys/SERIAL (so this very
+    daemon, while it copies) and of a slow third-party mount, and pointers that run off their
+    ends. Its own daemon, so that random serials and setperms cannot touch the keys of other
+    tests. A call that never returns ends the program (status 3), which names it."""
     fuzzed = Daemon()
     try:
-        result = wqfs_run(fuzzed.path, prog("wq_fuzz"), str(seed), "5000", timeout=240)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.startswith("calls: 5000,"), result.stdout
-        assert fuzzed.alive, fuzzed.log()
-        assert "internal error" not in fuzzed.log(), fuzzed.log()
+        status, out, err = run_fuzz(fuzzed.path, prog("wq_fuzz"), seed, FUZZ_CALLS, slow_file)
+        log = fuzzed.log()
+        assert status == 0, f"seed {seed}:\n{out}{err}\n{log[-4000:]}"
+        assert out.startswith(f"calls: {FUZZ_CALLS},"), out
+        mapped = re.search(r"^mapped: (\d+) remaps, (\d+) failed, (\d+) slow$", out, re.M)
+        assert mapped, out
+        remaps, failed, slow = map(int, mapped.groups())
+        assert remaps == FUZZ_CALLS // 50 and failed < remaps // 2, out  # the key file was mapped
+        assert slow == FUZZ_CALLS // 500, out
+        assert fuzzed.alive, log
+        assert "internal error" not in log, log
         after = wqfs_run(fuzzed.path, "keyctl", "add", "user", "after", "v", "@s")
         assert after.returncode == 0 and int(after.stdout) > 0, after.stderr
     finally:

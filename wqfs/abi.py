@@ -17,6 +17,16 @@ UIO_MAXIOV = 1024
 MAX_RW_COUNT = 0x7FFFF000  # INT_MAX & PAGE_MASK: what one read/write or iovec set may move
 TASK_SIZE_MAX = 0x7FFFFFFFF000  # x86_64, 4-level paging: the end of user addresses (access_ok)
 PIPE_DEF_BUFFERS = 16  # pages of a new pipe, notification pipes too until SET_SIZE
+PIPE_MIN_DEF_BUFFERS = 2  # pages of a new pipe whose user is over pipe-user-pages-soft
+PAGE_SHIFT = 12
+# fs/pipe.c's sysctl defaults (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft, -hard)
+PIPE_MAX_SIZE_DEFAULT = 1048576
+PIPE_USER_PAGES_SOFT_DEFAULT = PIPE_DEF_BUFFERS * 1024  # PIPE_DEF_BUFFERS * INR_OPEN_CUR
+PIPE_USER_PAGES_HARD_DEFAULT = 0  # 0: no limit
+
+# Capabilities (include/uapi/linux/capability.h) that lift the pipe-buffer limits
+CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
 
 # enum watch_notification_type
 WATCH_TYPE_META = 0

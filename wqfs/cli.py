@@ -6,12 +6,12 @@ import errno
 import logging
 import os
 import signal
-import subprocess
 import sys
+import time
 from typing import Optional, Sequence
 
 from . import __version__, records
-from .mounts import is_mounted, unmount_command
+from .mounts import WQFS_TYPE, force_unmount, mount_path, mount_type
 
 PROG = "wqfs"
 SUBTYPE_LETTERS = "iplncrvs"  # keyctl watch -f: inst, upd(p), link, unlk(n), clr, rev, inv, attr(s)
@@ -21,20 +21,39 @@ class UsageError(Exception):
     """One clear line for the user, exit status 1 (2 for usage errors from argparse)."""
 
 
+UNMOUNT_WAIT = 10.0  # seconds `wqfs unmount` waits for the daemon to unmount once it agreed
+
+
 def _check_mountpoint(path: str, is_default: bool) -> str:
+    _check_not_mounted(path)  # first: a dead mountpoint's stat fails (ENOTCONN), a hung one's hangs
     if is_default:
         os.makedirs(path, exist_ok=True)
     if not os.path.exists(path):
         raise UsageError(f"mountpoint {path} does not exist")
     if not os.path.isdir(path):
         raise UsageError(f"mountpoint {path} is not a directory")
-    if is_mounted(path):
-        raise UsageError(f"{path} is already mounted (wqfs unmount {path} first)")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         raise UsageError("/dev/fuse is not accessible to this user")
     return os.path.realpath(path)
+
+
+def _check_not_mounted(path: str) -> None:
+    """By mountinfo; a stat only of a wqfs mount no daemon holds: a dead one, whose stat fails
+    at once (a live daemon, even a stopped one, holds its socket and is not stat'ed)."""
+    from .syscalls import server
+    kind = mount_type(path)
+    if kind is None:
+        return
+    if kind == WQFS_TYPE and not server.holds_socket(mount_path(path)):
+        try:
+            os.stat(path)
+        except OSError as error:
+            if error.errno == errno.ENOTCONN:
+                raise UsageError(f"{path} is a dead wqfs mount (its daemon stopped): "
+                                 f"run `wqfs unmount {path}` first") from None
+    raise UsageError(f"{path} is already mounted (wqfs unmount {path} first)")
 
 
 def _banner(mountpoint: str) -> str:
@@ -109,15 +128,28 @@ def _detach_stdio(log: Optional[str]) -> None:
 
 
 def cmd_unmount(args: argparse.Namespace) -> int:
+    """Ask the daemon to stop (it wakes every blocked reader, then unmounts); where none
+    answers, the mount is dead: unmount it lazily. Decided by mountinfo, never by stat."""
+    from .syscalls import server
     path = args.mountpoint
-    if not os.path.isdir(path):
-        raise UsageError(f"{path} is not a directory")
-    if not is_mounted(path):
+    kind = mount_type(path)
+    if kind is None:
+        if not os.path.lexists(path):
+            raise UsageError(f"{path} does not exist")
         raise UsageError(f"{path} is not mounted")
-    result = subprocess.run(unmount_command(path), capture_output=True, text=True)
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unmount failed"
-        raise UsageError(f"cannot unmount {path}: {detail}")
+    if kind != WQFS_TYPE:
+        raise UsageError(f"{path} is not a wqfs mount but {kind} (use umount)")
+    real = mount_path(path)
+    reply = server.request_unmount(real)
+    if reply is not None and reply != "ok":
+        raise UsageError(f"cannot unmount {path}: {reply}")
+    if reply == "ok":
+        deadline = time.monotonic() + UNMOUNT_WAIT
+        while mount_type(real) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    why = force_unmount(real)  # no daemon answered, or it did not unmount in time
+    if why is not None:
+        raise UsageError(f"cannot unmount {path}: {why}")
     return 0
 
 

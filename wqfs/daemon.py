@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 from typing import Callable, Optional
 
@@ -11,12 +12,16 @@ import trio
 
 from .kernel import Kernel
 from .fuse.operations import WqfsOperations
+from .fuse.requests import REQUESTS
 from .syscalls import server
 from .syscalls.front import SyscallFront
 
 log = logging.getLogger("wqfs")
 
-MAX_TASKS = 1000  # each blocked reader holds one pyfuse3 worker; keep plenty for everyone else
+# Each request in flight holds one pyfuse3 worker (a trio task, a few KiB) and a blocked reader
+# is a request in flight; so that blocked readers never starve other users of workers, workers
+# are not the limit: callers are (a reader is a thread of theirs, blocked in read(2)).
+MAX_TASKS = 1 << 20
 
 
 def default_mountpoint() -> str:
@@ -30,12 +35,15 @@ def mount_options(allow_other: bool) -> set[str]:
     options = {"fsname=wqfs", "subtype=wqfs"}
     if allow_other:
         options.add("allow_other")
+    if REQUESTS.install():
+        options.add("debug")  # libfuse's request log is how wqfs sees callers and interrupts
     return options
 
 
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
          gc_delay: Optional[float] = None) -> WqfsOperations:
     """Mount (before trio starts, so that a backgrounding fork can report success or failure)."""
+    _raise_nofile()
     kernel = Kernel() if gc_delay is None else Kernel(gc_delay=gc_delay)
     ops = WqfsOperations(kernel, verbose=verbose)
     ops.allow_other = allow_other
@@ -43,13 +51,27 @@ def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
     return ops
 
 
+def _raise_nofile() -> None:
+    """The daemon holds an fd per `wqfs run` listener and, for a moment, per trapped call: its
+    soft RLIMIT_NOFILE (often 1024) would let a busy or hostile user run it out of fds for
+    everyone, so it takes its hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
+
+
 async def _serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]]) -> None:
+    REQUESTS.bind_thread()
     front = SyscallFront(ops.kernel, ops, mountpoint, ops.callers)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ops.run_gc)
         nursery.start_soon(ops.run_reaper)
+        nursery.start_soon(front.transfers.watch)
         nursery.start_soon(_signals, ops)
-        await nursery.start(server.serve, front, mountpoint, ops.allow_other)
+        await nursery.start(server.serve, front, mountpoint, ops.allow_other, lambda: _unmount_requested(ops))
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)
@@ -63,6 +85,12 @@ async def _signals(ops: WqfsOperations) -> None:
             ops.shutdown()
             pyfuse3.terminate()
             return
+
+
+def _unmount_requested(ops: WqfsOperations) -> None:
+    """`wqfs unmount` asked over the socket: as SIGTERM (serve's finally unmounts, lazily)."""
+    ops.shutdown()
+    pyfuse3.terminate()
 
 
 def serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]] = None) -> None:

@@ -3,8 +3,10 @@
 The program gets wqfs's own seccomp filter (wqfs.syscalls.seccomp.install_filter, the same
 syscalls trapped), and its listener is served by wqfs's own loop (SyscallFront.serve and
 _answer, in trio) whose dispatch answers every notification with 0 at once. The cost that
-is left is the trap, the notification's round trip through the listener and the trio
-task that answers it: the floor under anything `wqfs run` can do.
+is left is the trap, the notification's round trip through the listener, the binding of the
+call to its task (its /proc directory opened, then SECCOMP_IOCTL_NOTIF_ID_VALID: what any
+answer must do before it may trust the pid) and the trio task that answers it: the floor
+under anything `wqfs run` can do.
 
     python -m benchlib.seccomp_floor -- PROGRAM [ARGS...]
 """
@@ -17,6 +19,7 @@ import trio
 
 from wqfs.syscalls.front import SyscallFront
 from wqfs.syscalls.run import Supervised
+from wqfs.syscalls.transfer import TransferPool
 
 
 class FloorFront(SyscallFront):
@@ -24,8 +27,10 @@ class FloorFront(SyscallFront):
 
     def __init__(self) -> None:  # no kernel, no tree: nothing to dispatch to
         self.served = 0
+        self.dropped = 0
+        self.transfers = TransferPool()
 
-    async def dispatch(self, notif, listener):  # type: ignore[override]
+    async def dispatch(self, call):  # type: ignore[override]
         return 0
 
 

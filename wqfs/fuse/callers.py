@@ -7,10 +7,9 @@ its pending signals) comes from /proc, never from anything the caller says.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import resource
-import struct
+import signal
 import time
 from dataclasses import dataclass
 from typing import Hashable, Optional
@@ -19,16 +18,10 @@ from ..kernel import Cred, KernelError
 
 _TTL = 0.5  # seconds a thread's process and session are trusted before /proc is read again
 
-# pidfd_open(tid, PIDFD_THREAD) and ioctl(PIDFD_GET_INFO) (Linux 6.13+): the task's credentials
-# as /proc/PID/status shows them (the same struct cred, the same user namespace), without
-# having the kernel format the whole status file. Older kernels fall back to /proc.
+# pidfd_open(tid, PIDFD_THREAD) (Linux 6.9+): a handle on one task for ever, which tells in one
+# syscall whether that task is still the one a cached Cred was read from.
 _PIDFD_THREAD = os.O_EXCL
-_PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(0xFF, 11, struct pidfd_info): 64 bytes, PIDFD_INFO_SIZE_VER0
-_PIDFD_INFO = struct.Struct("<QQ12I")  # mask, cgroupid, pid, tgid, ppid, ruid, rgid, euid, egid,
-_PIDFD_INFO_CREDS = 1 << 1             # suid, sgid, fsuid, fsgid, spare
-_pidfd_info = hasattr(os, "pidfd_open")
-_pidfds: dict[int, int] = {}  # thread id -> a pidfd of that task
-_PIDFDS_MAX = 256
+_CREDS_MAX = 256  # cached FUSE callers (each holds a pidfd)
 
 
 @dataclass(frozen=True)
@@ -39,16 +32,23 @@ class TaskInfo:
     process: tuple[int, int]
     session: tuple[int, int]
     groups: frozenset[int]
+    fsuid: int = -1           # as the task's status says now (the syscall front's identity)
+    fsgid: int = -1
+    caps: int = 0             # CapEff, 0 for a task in another user namespace
 
 
-def _stat(pid: int) -> Optional[list[str]]:
-    """Fields of /proc/PID/stat after the command name."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
+class TaskGone(Exception):
+    """The task is gone, or is not the one asked about: nothing may be done in its name."""
+
+
+def _stat(pid: int, dir_fd: Optional[int] = None) -> Optional[list[str]]:
+    """Fields of /proc/PID/stat after the command name (read through dir_fd, a /proc/PID
+    directory that names one task for ever, when given)."""
+    data = _read_proc("stat" if dir_fd is not None else f"/proc/{pid}/stat", dir_fd)
+    if not data:
         return None
-    return data[data.rfind(")") + 2:].split()
+    text = data.decode("ascii", "replace")
+    return text[text.rfind(")") + 2:].split()
 
 
 def start_time(pid: int) -> Optional[int]:
@@ -64,10 +64,10 @@ def alive(owner: tuple[int, int]) -> bool:
     return start_time(pid) == started
 
 
-def _read_proc(path: str) -> Optional[bytes]:
+def _read_proc(path: str, dir_fd: Optional[int] = None) -> Optional[bytes]:
     """A whole /proc file with plain os calls (they are on the syscall front's hot path)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -83,75 +83,14 @@ def _read_proc(path: str) -> Optional[bytes]:
         os.close(fd)
 
 
-def _status(pid: int) -> dict[str, str]:
+def _status(pid: int, dir_fd: Optional[int] = None) -> dict[str, str]:
     out: dict[str, str] = {}
-    data = _read_proc(f"/proc/{pid}/status")
+    data = _read_proc("status" if dir_fd is not None else f"/proc/{pid}/status", dir_fd)
     if data:
         for line in data.decode("ascii", "replace").splitlines():
             name, _, value = line.partition(":")
             out[name] = value.strip()
     return out
-
-
-def _pidfd_ids(pid: int) -> Optional[tuple[int, int]]:
-    """(fsuid, fsgid) by PIDFD_GET_INFO; None when the task is gone; OSError when unsupported.
-
-    pidfds are kept by thread id: a pidfd names one task for ever, so a kept one never
-    answers for a later task that got the same number; it answers ESRCH, and is replaced.
-    """
-    fd = _pidfds.get(pid)
-    fresh = fd is None
-    if fd is None:
-        try:
-            fd = os.pidfd_open(pid, _PIDFD_THREAD)
-        except ProcessLookupError:
-            return None
-        if len(_pidfds) >= _PIDFDS_MAX:
-            while _pidfds:
-                os.close(_pidfds.popitem()[1])
-        _pidfds[pid] = fd
-    buf = bytearray(_PIDFD_INFO.size)
-    struct.pack_into("<Q", buf, 0, _PIDFD_INFO_CREDS)
-    try:
-        fcntl.ioctl(fd, _PIDFD_GET_INFO, buf)
-    except ProcessLookupError:  # that task is gone; another may have its number now
-        os.close(_pidfds.pop(pid))
-        return None if fresh else _pidfd_ids(pid)
-    except OSError:
-        os.close(_pidfds.pop(pid))
-        raise
-    info = _PIDFD_INFO.unpack(buf)
-    if not info[0] & _PIDFD_INFO_CREDS:
-        raise OSError(errno.ENOTTY, "PIDFD_GET_INFO gave no credentials")
-    return info[11], info[12]
-
-
-def fs_ids(pid: int) -> Optional[tuple[int, int]]:
-    """The task's fsuid and fsgid (the fourth numbers of Uid: and Gid: in /proc/PID/status).
-
-    The syscall front needs them on every trapped call, so it asks the pidfd (PIDFD_GET_INFO)
-    where the kernel can tell, else finds the two lines of /proc/PID/status without
-    building the whole dict. None when the task is gone.
-    """
-    global _pidfd_info
-    if _pidfd_info:
-        try:
-            return _pidfd_ids(pid)
-        except OSError:  # no PIDFD_THREAD (before 6.9) or no PIDFD_GET_INFO (before 6.13)
-            _pidfd_info = False
-            while _pidfds:
-                os.close(_pidfds.popitem()[1])
-    data = _read_proc(f"/proc/{pid}/status")
-    if not data:
-        return None
-    ids = []
-    for name in (b"\nUid:", b"\nGid:"):
-        start = data.find(name)
-        if start < 0:
-            return None
-        end = data.find(b"\n", start + 1)
-        ids.append(int(data[start + 5:end if end >= 0 else len(data)].split()[3]))
-    return ids[0], ids[1]
 
 
 def parent_of(pid: int) -> int:
@@ -168,35 +107,53 @@ class CallerTable:
     """
 
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[float, TaskInfo]] = {}
+        # (tid, start time) -> (when, process and session owners): a reused tid has another
+        # start time, so it never meets the entry of the task that had its number before
+        self._cache: dict[tuple[int, int], tuple[float, tuple[int, int], Hashable]] = {}
         self._joined: dict[tuple[int, int], Hashable] = {}  # process owner -> session token
         self._tokens = 0
+        self._own_userns = _userns(None)
+        self._creds: dict[int, tuple[float, int, int, int, Cred]] = {}  # FUSE callers: see cred()
 
-    def task(self, tid: int) -> TaskInfo:
+    def task(self, tid: int, dir_fd: Optional[int] = None) -> TaskInfo:
+        """Who the task is now. Credentials and groups are read on every call (setfsuid and
+        setgroups take effect at once, as they do in the kernel); only the owners of its
+        process and session keyrings are cached, by (tid, start time). With dir_fd (an open
+        /proc/TID directory) every read is of that very task, or TaskGone.
+
+        FUSE callers cannot go away while their request is answered (the kernel waits for the
+        answer even through SIGKILL), so their tid is stable for the request; trapped callers
+        can, which is why the syscall front passes dir_fd."""
+        fields = _stat(tid, dir_fd)
+        status = _read_proc("status" if dir_fd is not None else f"/proc/{tid}/status", dir_fd)
+        if fields is None or not status:
+            raise TaskGone(tid)
+        started = int(fields[19])
+        tgid = int(_field(status, b"\nTgid:") or tid)
+        groups = frozenset(int(g) for g in _field(status, b"\nGroups:").split())
+        uids, gids = _field(status, b"\nUid:").split(), _field(status, b"\nGid:").split()
+        fsuid = int(uids[3]) if len(uids) > 3 else -1
+        fsgid = int(gids[3]) if len(gids) > 3 else -1
+        caps = int(_field(status, b"\nCapEff:") or b"0", 16)
+        if caps and _userns(dir_fd, tid) != self._own_userns:
+            caps = 0  # capable() asks the daemon's user namespace, where it has none
         now = time.monotonic()
-        hit = self._cache.get(tid)
-        if hit is not None and now - hit[0] < _TTL:
-            return hit[1]
-        info = self._read(tid)
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        self._cache[tid] = (now, info)
-        return info
-
-    def _read(self, tid: int) -> TaskInfo:
-        fields = _stat(tid)
-        status = _status(tid)
-        started = int(fields[19]) if fields else 0
-        sid = int(fields[3]) if fields else tid
-        tgid = int(status.get("Tgid", tid) or tid)
-        groups = frozenset(int(g) for g in status.get("Groups", "").split())
-        process_start = started if tgid == tid else (start_time(tgid) or 0)
-        session_start = start_time(sid) or 0 if sid > 0 else 0
-        process = (tgid, process_start)
-        session: Hashable = (sid, session_start)
-        if self._joined:
-            session = self._inherited_session(process, session)
-        return TaskInfo(tgid, sid, (tid, started), process, session, groups)
+        key = (tid, started)
+        hit = self._cache.get(key)
+        if hit is None or now - hit[0] >= _TTL:
+            sid = int(fields[3])
+            process_start = started if tgid == tid else (start_time(tgid) or 0)
+            session_start = start_time(sid) or 0 if sid > 0 else 0
+            process = (tgid, process_start)
+            session: Hashable = (sid, session_start)
+            if self._joined:
+                session = self._inherited_session(process, session)
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            hit = self._cache[key] = (now, process, session)
+        _, process, session = hit
+        return TaskInfo(tgid, int(fields[3]), key, process, session, groups,  # type: ignore[arg-type]
+                        fsuid, fsgid, caps)
 
     def _inherited_session(self, process: tuple[int, int], default: Hashable) -> Hashable:
         """The joined session of the process or its nearest ancestor, kept as fork would keep it."""
@@ -225,6 +182,7 @@ class CallerTable:
         if serial:  # 0: that keyring is our session keyring already, and nothing changed
             self._joined[cred.process] = token
             self._cache.clear()
+            self.forget_creds()
         return serial
 
     def session_to_parent(self, pid: int, cred: Cred) -> None:
@@ -235,6 +193,7 @@ class CallerTable:
             raise KernelError(errno.EPERM, "no parent to give the session keyring to")
         self._joined[(parent, started)] = cred.session
         self._cache.clear()
+        self.forget_creds()
 
     def session_alive(self, token: Hashable) -> bool:
         """A POSIX session lives with its leader; a joined one while a process uses it."""
@@ -247,11 +206,77 @@ class CallerTable:
         return isinstance(token, tuple) and alive(token)
 
     def cred(self, tid: int, uid: int, gid: int) -> Cred:
-        info = self.task(tid)
-        return Cred(uid, gid, info.groups, info.thread, info.process, info.session, implicit_session=False)
+        """A FUSE caller's Cred: fsuid and fsgid as FUSE gives them (fresh, from the request),
+        the rest from /proc. A thread's Cred is kept for _TTL while FUSE reports the same fsuid
+        and fsgid and a pidfd of the task it was read from says that task lives (a reused tid
+        is another task), so only a change of groups alone (setgroups, which takes CAP_SETGID)
+        may take up to _TTL to be seen here. Where pidfds of threads are not to be had, nothing
+        is kept. ESRCH for a caller /proc does not show (pid 0: a pid namespace the daemon
+        cannot see)."""
+        now = time.monotonic()
+        hit = self._creds.get(tid)
+        if hit is not None:
+            when, fd, known_uid, known_gid, cred = hit
+            if now - when < _TTL and known_uid == uid and known_gid == gid and _same_task(fd):
+                return cred
+            self._forget_cred(tid)
+        try:
+            info = self.task(tid)
+        except TaskGone:
+            raise KernelError(errno.ESRCH, f"caller {tid} is not visible in /proc") from None
+        cred = Cred(uid, gid, info.groups, info.thread, info.process, info.session,
+                    implicit_session=False, caps=info.caps)
+        try:
+            fd = os.pidfd_open(tid, _PIDFD_THREAD)
+        except (OSError, AttributeError):
+            return cred
+        if start_time(tid) != info.thread[1]:  # not the task whose status was read: keep nothing
+            os.close(fd)
+            return cred
+        if len(self._creds) >= _CREDS_MAX:
+            self.forget_creds()
+        self._creds[tid] = (now, fd, uid, gid, cred)
+        return cred
 
-    def forget(self, tid: int) -> None:
-        self._cache.pop(tid, None)
+    def _forget_cred(self, tid: int) -> None:
+        hit = self._creds.pop(tid, None)
+        if hit is not None:
+            os.close(hit[1])
+
+    def forget_creds(self) -> None:
+        """Drop every cached FUSE Cred (a session was joined, or the cache is full)."""
+        while self._creds:
+            os.close(self._creds.popitem()[1][1])
+
+
+def _same_task(pidfd: int) -> bool:
+    """Whether the task of a pidfd is still there (then nobody else has its tid)."""
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, and is not ours to signal
+        pass
+    return True
+
+
+def _field(status: bytes, name: bytes) -> bytes:
+    """The value of one "\nName:\tvalue" line of a /proc status file, b"" if absent."""
+    start = status.find(name)
+    if start < 0:
+        return b""
+    end = status.find(b"\n", start + 1)
+    return status[start + len(name):end if end >= 0 else len(status)].strip()
+
+
+def _userns(dir_fd: Optional[int], tid: int = 0) -> str:
+    """The user namespace of a task (the daemon's own with dir_fd None and tid 0)."""
+    try:
+        if dir_fd is not None:
+            return os.readlink("ns/user", dir_fd=dir_fd)
+        return os.readlink(f"/proc/{tid}/ns/user" if tid else "/proc/self/ns/user")
+    except OSError:
+        return ""
 
 
 def _mask(status: dict[str, str], name: str) -> int:
@@ -279,19 +304,21 @@ def signal_pending(pid: int) -> bool:
     return bool(pending & ~_mask(status, "SigBlk") & ~_mask(status, "SigIgn"))
 
 
-def nofile_limit(pid: int) -> int:
+def nofile_limit(pid: int, dir_fd: Optional[int] = None) -> int:
     """The caller's RLIMIT_NOFILE soft limit, which bounds its user's watches.
 
+    With dir_fd (an open /proc/TID directory), its limits file, of that very task; else
     prlimit(2) where we may (root, or the caller's own user), else /proc/PID/limits.
     """
-    try:
-        soft = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
-        return 1 << 30 if soft == resource.RLIM_INFINITY else soft
-    except (OSError, ValueError):
-        pass
-    data = _read_proc(f"/proc/{pid}/limits")
+    if dir_fd is None:
+        try:
+            soft = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
+            return 1 << 30 if soft == resource.RLIM_INFINITY else soft
+        except (OSError, ValueError):
+            pass
+    data = _read_proc("limits" if dir_fd is not None else f"/proc/{pid}/limits", dir_fd)
     start = data.find(b"\nMax open files") if data else -1
-    if start >= 0:
+    if data is not None and start >= 0:
         end = data.find(b"\n", start + 1)
         soft = data[start + 1:end if end >= 0 else len(data)].split()[3]
         return 1 << 30 if soft == b"unlimited" else int(soft)

@@ -56,8 +56,23 @@ class KeyFile:
             kernel.update(self.cred, self.serial, payload)
 
 
+class Waiter:
+    """One blocked read (or watch) request: woken by a post, by its caller's interrupt, or by
+    the daemon stopping. Many requests may wait on one open file at once (dup, fork, threads)."""
+
+    __slots__ = ("event", "interrupted")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.event.set()
+
+
 class Stream:
-    """Common waiting logic of queue files: wake on post, poll handles, Ctrl-C of the reader."""
+    """Common waiting logic of queue files: wake on post, poll handles, blocked readers."""
 
     def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool) -> None:
         self.queue = queue
@@ -65,25 +80,18 @@ class Stream:
         self.pid = pid
         self.nonblock = nonblock
         self.poll_handle: Optional[pyfuse3.PollHandle] = None
-        self._event = trio.Event()
+        self.waiters: set[Waiter] = set()
         queue.add_listener(self.wake)
 
     def wake(self) -> None:
-        self._event.set()
+        for waiter in self.waiters:
+            waiter.event.set()
         handle, self.poll_handle = self.poll_handle, None
         if handle is not None:
             try:
                 handle.notify()
             except Exception:  # the poller may be gone; nothing to tell
                 pass
-
-    async def wait(self, timeout: float) -> None:
-        if self._event.is_set():
-            self._event = trio.Event()
-            return
-        with trio.move_on_after(timeout):
-            await self._event.wait()
-        self._event = trio.Event()
 
     def poll_mask(self) -> int:
         mask = select.POLLOUT | select.POLLWRNORM

@@ -19,6 +19,14 @@ ROOT_ENTRIES = [("keys", KEYS), ("events", EVENTS), ("watch_queue", QUEUE)] + \
     [(name, inode) for name, (inode, _) in SPECIAL_LINKS.items()]
 DYNAMIC_BASE = 16          # events/ names and files being created
 KEY_BASE = 1 << 32         # keys: KEY_BASE + serial
+# A member listed by its serial alone, to a caller who may READ the keyring but not VIEW the
+# member: HIDDEN_BASE + serial, always a plain file of mode 0. It must not be the key's own
+# inode: the kernel keeps one file type per node id and makes an inode bad (EIO for everyone)
+# when a reply gives it another, and the key may be a directory for those who may VIEW it.
+# Above every key inode, serial_of gives it no key (a serial over 2^32): the handlers that
+# take a key inode answer ENOENT for it.
+HIDDEN_BASE = 1 << 33
+HIDDEN_OWNER = 65534       # overflowuid and overflowgid: the owner a hidden member shows
 NAME_MAX = 255
 
 
@@ -28,6 +36,14 @@ def key_inode(serial: int) -> int:
 
 def serial_of(inode: int) -> Optional[int]:
     return inode - KEY_BASE if inode > KEY_BASE else None
+
+
+def hidden_inode(serial: int) -> int:
+    return HIDDEN_BASE + serial
+
+
+def hidden_serial(inode: int) -> Optional[int]:
+    return inode - HIDDEN_BASE if inode > HIDDEN_BASE else None
 
 
 def escape(description: str) -> str:

@@ -25,13 +25,13 @@ from ..kernel.keytypes import lookup_type
 from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
 from ..kernel.filter import Filter
 from . import names, xattrs
-from .callers import CallerTable, alive, nofile_limit, signal_pending
-from .handles import DirHandle, EventFile, KeyFile, Pipe, QueueFile, Stream
+from .callers import CallerTable, alive, nofile_limit
+from .handles import DirHandle, EventFile, KeyFile, Pipe, QueueFile, Stream, Waiter
+from .requests import REQUESTS, Request
 
 log = logging.getLogger("wqfs.fuse")
 
 EVENTS_QUEUE_SIZE = 256
-SIGNAL_CHECK_INTERVAL = 0.1   # how often a blocked reader's pending signals are checked
 REAPER_INTERVAL = 1.0         # how often thread/process/session owners are checked
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -89,6 +89,7 @@ class WqfsOperations(pyfuse3.Operations):
         self._pipes: dict[str, Pipe] = {}
         self._pipe_ends: dict[bytes, int] = {}  # unopened end name -> inode
         self._closing = False
+        self._waiters: set[Waiter] = set()  # every parked request, for shutdown
         self._gc_wake = trio.Event()
         kernel.add_gc_listener(self._wake_gc)
 
@@ -160,9 +161,20 @@ class WqfsOperations(pyfuse3.Operations):
         attr.generation = key.generation
         attr.st_uid = key.uid
         attr.st_gid = abi.OVERFLOW_GID if key.gid == -1 else key.gid
-        attr.st_atime_ns = key.atime_ns
-        attr.st_mtime_ns = key.mtime_ns
+        # The kernel keeps no access time a caller could see; one that moved on every read or
+        # search would tell anyone who may stat the key when others use it.
+        attr.st_atime_ns = attr.st_mtime_ns = key.mtime_ns
         attr.st_ctime_ns = key.ctime_ns
+        return attr
+
+    def _hidden_attr(self, key: Key) -> pyfuse3.EntryAttributes:
+        """A member listed by serial alone: keyctl_read_key of its keyring gave the serial, and
+        all else would take keyctl_describe, i.e. VIEW on the member. So nothing of it shows:
+        a plain file of mode 0, size 0, the overflow owner, the mount's time, on an inode of
+        its own (names.HIDDEN_BASE) that keeps that one file type whatever the key is."""
+        attr = self._base_attr(names.hidden_inode(key.serial), stat.S_IFREG)
+        attr.st_uid = attr.st_gid = names.HIDDEN_OWNER
+        attr.generation = key.generation
         return attr
 
     def _attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
@@ -174,6 +186,9 @@ class WqfsOperations(pyfuse3.Operations):
             return self._base_attr(inode, stat.S_IFREG | 0o666)
         if inode in names.LINK_INODES:
             return self._base_attr(inode, stat.S_IFLNK | 0o777, len(self._link_target(inode, cred, False)))
+        hidden = names.hidden_serial(inode)
+        if hidden is not None:  # the same neutral attributes as the listing gave, to anyone
+            return self._hidden_attr(self._key(names.key_inode(hidden)))
         dynamic = self._dynamic.get(inode)
         if dynamic is not None:
             kind, value = dynamic
@@ -182,8 +197,10 @@ class WqfsOperations(pyfuse3.Operations):
             if kind == "pipe":
                 return self._base_attr(inode, stat.S_IFREG | 0o600)  # a FUSE FIFO would bypass us
             assert isinstance(value, KeyFile)
+            if value.cred.uid != cred.uid:  # a file being created is its creator's alone
+                raise pyfuse3.FUSEError(errno.ENOENT)
             if value.serial is not None:
-                return self._key_attr(self._key(names.key_inode(value.serial)))
+                return self._key_attr(_check_view(self.kernel, cred, self._key(names.key_inode(value.serial))))
             attr = self._base_attr(inode, stat.S_IFREG | 0o600, len(value.buffer or b""), 1)
             attr.st_uid, attr.st_gid = value.cred.uid, value.cred.gid
             return attr
@@ -208,29 +225,65 @@ class WqfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         return key
 
-    def _pending(self, ring: Key, name: bytes) -> Optional[int]:
-        for inode, (kind, value) in self._dynamic.items():
-            if kind == "pending" and value.serial is None and value.ring == ring.serial \
-                    and value.entry_name == name:
-                return inode
-        return None
-
     def _member(self, ring: Key, name: bytes) -> Key:
+        """The member name (TYPE:DESCRIPTION or a serial) names in ring, or ENOENT; no permission."""
+        key = self._find_member(ring, name)
+        if key is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return key
+
+    def _find_member(self, ring: Key, name: bytes) -> Optional[Key]:
         assert ring.members is not None
         serial = names.parse_serial(name)
         if serial is not None:
             key = self.kernel.keys.get(serial)
-            if key is not None and ring.serial in key.parents:
-                return key
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            return key if key is not None and ring.serial in key.parents else None
         try:
             index = names.parse_entry(name)
         except KernelError:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
-        key = ring.members.get(index)
-        if key is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return key
+            return None
+        return ring.members.get(index)
+
+    def _visible_member(self, ring: Key, name: bytes, cred: Cred) -> Key:
+        """The member a lookup of name in ring finds for cred, answered so that a name cred may
+        not ask about gets the same EACCES whether or not it is there:
+
+        * a serial needs READ on ring, keyctl_read_key's rule (READ, or possession), because a
+          read of a keyring is what gives its members' serials;
+        * TYPE:DESCRIPTION needs SEARCH on ring, possession counted, as keyctl_search asks
+          lookup_user_key(ring, 0, KEY_NEED_SEARCH) before keyring_search. Without it, READ
+          alone finds only the names it lists (members it may VIEW: its read's serials, then
+          keyctl_describe), which tells nothing the read did not.
+
+        With that permission a missing member is ENOENT, and a present one needs VIEW for its
+        attributes (keyctl_describe's rule, possession counted), EACCES otherwise."""
+        if names.parse_serial(name) is not None:
+            self.kernel.check_read(cred, ring.serial)
+            return _check_view(self.kernel, cred, self._member(ring, name))
+        try:
+            self.kernel.lookup(cred, ring.serial, abi.KEY_SEARCH, partial=True)
+        except KernelError as error:
+            if error.errno != errno.EACCES:
+                raise  # a revoked or expired keyring: key_validate comes before the permission
+            key = self._find_member(ring, name)
+            if key is None and _may_write(self.kernel, cred, ring):
+                # add_key needs only WRITE, and tells a writer whether the name is free (a new
+                # key) or taken (an update): so absence is ENOENT to it, and O_CREAT goes on
+                raise KernelError(errno.ENOENT, f"no {name!r} in keyring {ring.serial}") from None
+            self.kernel.check_read(cred, ring.serial)  # EACCES too without READ
+            if key is None or not _may_view(self.kernel, cred, key):
+                raise KernelError(errno.EACCES, f"keyring {ring.serial}: no SEARCH to look {name!r} up") from None
+            return key
+        return _check_view(self.kernel, cred, self._member(ring, name))
+
+    def _own_pending(self, ring: Key, name: bytes, cred: Cred) -> Optional[int]:
+        """The inode of the caller's own file being created as name in ring. Until its close
+        commits it (add_key) there is no such key, so no other user may see the name."""
+        for inode, (kind, value) in self._dynamic.items():
+            if (kind == "pending" and value.serial is None and value.ring == ring.serial
+                    and value.entry_name == name and value.cred.uid == cred.uid):
+                return inode
+        return None
 
     # -------------------------------------------------------------- lookup
 
@@ -252,6 +305,9 @@ class WqfsOperations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOENT)
             return self._attr(inode, cred)
         if parent_inode == names.KEYS:
+            # ENOENT for a serial that names no key, EACCES for a key without VIEW: the oracle
+            # is the kernel's own, since keyctl_describe answers ENOKEY (lookup_user_key finds
+            # nothing) before EACCES (key_permission). Serials are not secret; VIEW guards the rest.
             serial = names.parse_serial(name)
             if serial is None or serial not in self.kernel.keys:
                 raise pyfuse3.FUSEError(errno.ENOENT)
@@ -261,11 +317,12 @@ class WqfsOperations(pyfuse3.Operations):
             self._events_lookups.setdefault(inode, [name, 0])[1] += 1
             return self._attr(inode, cred)
         ring = self._keyring(parent_inode)
-        _check_view(self.kernel, cred, ring)
-        pending = self._pending(ring, name)
-        if pending is not None:
+        pending = self._own_pending(ring, name, cred)
+        if pending is not None:  # its creator had WRITE on ring (create checked)
             return self._attr(pending, cred)
-        return self._attr(names.key_inode(self._member(ring, name).serial), cred)
+        # No VIEW on ring itself is asked (keyctl_search needs none); reaching ring by a path
+        # already took it, as ring's own lookup.
+        return self._key_attr(self._visible_member(ring, name, cred))
 
     def _events_inode(self, name: bytes) -> int:
         inode = self._events_inodes.get(name)
@@ -333,13 +390,19 @@ class WqfsOperations(pyfuse3.Operations):
             pass
         else:
             ring = self._keyring(inode)
-            key, possessed = self.kernel.lookup(cred, ring.serial, partial=True)
-            permission.check(key, cred, abi.KEY_READ, possessed)
+            # Listing is reading: keyctl_read_key's rule (READ, or possession), from the core.
+            # A read gives serials only; a member's type, description and attributes take
+            # keyctl_describe's VIEW on it, and without that it is listed by serial, hidden.
+            self.kernel.check_read(cred, ring.serial)
             assert ring.members is not None
             for member in list(ring.members.values()):
-                handle.entries.append((names.entry_name(member), self._key_attr(member)))
+                if _may_view(self.kernel, cred, member):
+                    handle.entries.append((names.entry_name(member), self._key_attr(member)))
+                else:
+                    handle.entries.append((str(member.serial).encode(), self._hidden_attr(member)))
             for pending_inode, (kind, value) in self._dynamic.items():
-                if kind == "pending" and value.serial is None and value.ring == ring.serial:
+                if (kind == "pending" and value.serial is None and value.ring == ring.serial
+                        and value.cred.uid == cred.uid):  # not a key yet: its creator's alone
                     handle.entries.append((value.entry_name, self._attr(pending_inode, cred)))
         return self._add_handle(handle)
 
@@ -440,14 +503,14 @@ class WqfsOperations(pyfuse3.Operations):
 
     @handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        cred = self._cred(ctx)
+        cred = self._cred(ctx)  # with its capabilities: a queue is a pipe2, charged to its pages
         accmode = flags & os.O_ACCMODE
         nonblock = bool(flags & os.O_NONBLOCK)
         stream = pyfuse3.FileInfo(direct_io=True, nonseekable=True, keep_cache=False)
+        dynamic = self._dynamic.get(inode)
         if inode == names.QUEUE:
             stream.fh = self._add_handle(QueueFile(self.kernel.new_queue(cred), cred, ctx.pid, nonblock))
             return stream
-        dynamic = self._dynamic.get(inode)
         if dynamic is not None and dynamic[0] == "pipe":
             token, end = dynamic[1]
             pipe = self._pipes.get(token)
@@ -484,10 +547,12 @@ class WqfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
 
     def _open_events(self, specs: list[int], cred: Cred, pid: int, nonblock: bool) -> EventFile:
+        """pipe2, SET_SIZE(256) and a watch per key in one open, accounted as those calls are
+        (ENFILE, EPERM); any failure releases the queue, and so gives its pages back."""
         queue = self.kernel.new_queue(cred)
-        queue.set_size(EVENTS_QUEUE_SIZE)
         handle = EventFile(queue, cred, pid, nonblock)
         try:
+            queue.set_size(EVENTS_QUEUE_SIZE, cred)
             limit = nofile_limit(pid)
             for tag, key_id in enumerate(specs, start=1):
                 self.kernel.watch_key(cred, key_id, queue, tag, limit)
@@ -498,6 +563,7 @@ class WqfsOperations(pyfuse3.Operations):
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        request = REQUESTS.current()  # before any await: the READ this handler answers
         handle = self._handle(fh)
         if isinstance(handle, KeyFile):
             if handle.serial is None:
@@ -512,7 +578,7 @@ class WqfsOperations(pyfuse3.Operations):
                     return data
                 if handle.queue.hangup:
                     return b""
-                await self._wait(handle)
+                await self._wait(handle, request)
         if isinstance(handle, QueueFile):
             while True:
                 try:
@@ -520,42 +586,60 @@ class WqfsOperations(pyfuse3.Operations):
                 except KernelError as error:
                     if error.errno != errno.EAGAIN:
                         raise
-                await self._wait(handle)
+                await self._wait(handle, request)
         raise pyfuse3.FUSEError(errno.EISDIR)
 
-    async def _wait(self, handle: Stream) -> None:
-        """Block until woken; EAGAIN for O_NONBLOCK; EINTR as soon as the reader has a signal."""
+    async def _wait(self, handle: Stream, request: Optional[Request]) -> None:
+        """pipe_read's wait: EAGAIN for O_NONBLOCK; else sleep until a post wakes the file, the
+        kernel interrupts this request (its caller got a signal: EINTR, no record consumed),
+        or the daemon stops. Waiting costs no polling: see requests.py."""
         if handle.nonblock:
             raise pyfuse3.FUSEError(errno.EAGAIN)
-        await handle.wait(SIGNAL_CHECK_INTERVAL)
+        await self._sleep(handle.waiters, request, math.inf)
+
+    async def _sleep(self, waiters: "set[Waiter]", request: Optional[Request], timeout: float) -> None:
+        """Park one request in waiters until woken or timeout; EINTR when interrupted or stopping."""
         if self._closing:
             raise pyfuse3.FUSEError(errno.EINTR)
-        if handle.queue.would_block and signal_pending(handle.pid):
+        waiter = Waiter()
+        if REQUESTS.on_interrupt(request, waiter.interrupt):
+            raise pyfuse3.FUSEError(errno.EINTR)
+        waiters.add(waiter)
+        self._waiters.add(waiter)
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.event.wait()
+        finally:
+            waiters.discard(waiter)
+            self._waiters.discard(waiter)
+            REQUESTS.forget(request)
+        if waiter.interrupted or self._closing:
             raise pyfuse3.FUSEError(errno.EINTR)
 
     @handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        request = REQUESTS.current()
         handle = self._handle(fh)
         if isinstance(handle, KeyFile):
             return handle.write(off, buf)
         if isinstance(handle, QueueFile):
             if handle.pipe is not None:
                 raise KernelError(errno.EXDEV, "notification pipes cannot be written")
-            await self._control(handle, buf)
+            await self._control(handle, buf, request)
             return len(buf)
         raise pyfuse3.FUSEError(errno.EBADF)
 
-    async def _control(self, handle: QueueFile, data: bytes) -> None:
+    async def _control(self, handle: QueueFile, data: bytes, request: Optional[Request] = None) -> None:
         command = parse_command(data)
         queue = handle.queue
         if isinstance(command, SetSize):
-            queue.set_size(command.notes)
+            queue.set_size(command.notes, handle.cred)  # the opener's capabilities: FUSE names no writer
         elif isinstance(command, SetFilter):
             queue.set_filter(None if command.data is None else Filter.from_bytes(command.data))
         elif isinstance(command, WatchKey):
-            await self._watch_key(handle, command)
+            await self._watch_key(handle, command, request)
 
-    async def _watch_key(self, handle: QueueFile, command: WatchKey) -> None:
+    async def _watch_key(self, handle: QueueFile, command: WatchKey, request: Optional[Request]) -> None:
         """KEYCTL_WATCH_KEY, whose key lookup waits (interruptibly) for a key under construction."""
         while True:
             try:
@@ -564,9 +648,7 @@ class WqfsOperations(pyfuse3.Operations):
                 return
             except KeyUnderConstruction:
                 pass
-            await trio.sleep(KeyUnderConstruction.CHECK_INTERVAL)
-            if self._closing or signal_pending(handle.pid):
-                raise pyfuse3.FUSEError(errno.EINTR)
+            await self._sleep(set(), request, KeyUnderConstruction.CHECK_INTERVAL)
 
     @handler
     async def flush(self, fh: int) -> None:
@@ -726,9 +808,8 @@ class WqfsOperations(pyfuse3.Operations):
     def shutdown(self) -> None:
         """Wake every blocked reader so that nothing holds the unmount."""
         self._closing = True
-        for handle in list(self._handles.values()):
-            if isinstance(handle, Stream):
-                handle.wake()
+        for waiter in list(self._waiters):
+            waiter.event.set()
 
 
 def _id(value: int) -> int:
@@ -736,8 +817,23 @@ def _id(value: int) -> int:
 
 
 def _check_view(kernel: Kernel, cred: Cred, key: Key) -> Key:
+    """EACCES without VIEW on key, possession counted: keyctl_describe's rule for all it shows."""
     permission.check(key, cred, abi.KEY_VIEW, kernel.possessed(cred, key))
     return key
+
+
+def _may_write(kernel: Kernel, cred: Cred, ring: Key) -> bool:
+    """Whether add_key's lookup of ring (KEY_NEED_WRITE) would pass."""
+    try:
+        kernel.lookup(cred, ring.serial, abi.KEY_WRITE, partial=True)
+    except KernelError:
+        return False
+    return True
+
+
+def _may_view(kernel: Kernel, cred: Cred, key: Key) -> bool:
+    """Whether _check_view would pass."""
+    return permission.permitted(key, cred, abi.KEY_VIEW, kernel.possessed(cred, key))
 
 
 __all__ = ["WqfsOperations", "EVENTS_QUEUE_SIZE"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Hashable, Optional
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,19 @@ class Cred:
     # session has none (the kernel's rule, kept by the syscall front). The FUSE
     # tree turns it off so that every terminal without one shares @us.
     implicit_session: bool = True
+    # The caller's effective capability set (CapEff), as a bit mask; None when the front did not
+    # look, and then capable() takes uid 0 for all of them (what core tests and old fronts assume).
+    caps: Optional[int] = None
 
     @property
     def is_admin(self) -> bool:
         return self.uid == 0
+
+    def capable(self, cap: int) -> bool:
+        """capable(cap): is the capability in the caller's effective set."""
+        if self.caps is None:
+            return self.uid == 0
+        return bool(self.caps >> cap & 1)
 
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups

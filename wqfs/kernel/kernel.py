@@ -20,6 +20,7 @@ from .cred import Cred
 from .errors import KernelError, KeyUnderConstruction
 from .key import Key, KeyState
 from .keytypes import KEYRING, KeyType, lookup_type
+from .pipe_accounting import PipeAccounting, PipeLimits, read_pipe_limits
 from .queue import WatchQueue
 from .watch import Watch, attach, detach, post_key_notification, post_removal
 
@@ -33,7 +34,9 @@ class Kernel:
     """All keys and queues of one emulated machine."""
 
     def __init__(self, gc_delay: float = abi.KEY_GC_DELAY,
-                 clock: Callable[[], float] = time.monotonic, seed: Optional[int] = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, seed: Optional[int] = None,
+                 pipe_limits: Callable[[], PipeLimits] = read_pipe_limits) -> None:
+        """pipe_limits: where the fs.pipe-* sysctls come from (the host's, read live, by default)."""
         self.keys: dict[int, Key] = {}
         self.gc_delay = gc_delay
         self._clock = clock
@@ -51,6 +54,7 @@ class Kernel:
         self._gc_listeners: list[Callable[[], None]] = []
         self._version = 0  # bumped by every change to keyring topology or permissions
         self._reach_cache: dict[Cred, tuple[int, frozenset[int]]] = {}
+        self.pipes = PipeAccounting(pipe_limits)  # every user's pipe-buffer pages
 
     # ------------------------------------------------------------------ helpers
 
@@ -437,12 +441,18 @@ class Kernel:
         self._validate(key)
         if key.state is KeyState.UNINSTANTIATED:
             raise KernelError(errno.ENOKEY, f"key {key.serial} is under construction")
-        key.atime_ns = time.time_ns()
         if key.members is not None:
             if 0 < buflen <= abi.PAGE_SIZE and buflen % 4:
                 raise KernelError(errno.EINVAL, "a keyring is read in whole serials")
             return b"".join(m.serial.to_bytes(4, "little") for m in key.members.values())
         return key.payload
+
+    def check_read(self, cred: Cred, key_id: int) -> None:
+        """KernelError unless KEYCTL_READ of key_id would succeed for cred (keyctl_read_key: READ,
+        or possession), for a front that shows what a read reveals without the data, such as a
+        keyring's member serials. It is read itself, so that the rule is written once; a read has
+        no side effect, and a keyring's is one pass over its links."""
+        self.read(cred, key_id)
 
     def describe(self, cred: Cred, key_id: int) -> str:
         try:
@@ -628,7 +638,6 @@ class Kernel:
         for ring in rings:
             result = self._search_ring(ring, cred, (type_name, description), possessed, now, skip_expired)
             if isinstance(result, Key):
-                result.atime_ns = time.time_ns()
                 return result
             if result is None:
                 not_found = not_found or KernelError(errno.ENOKEY, f"no {type_name}:{description} found")
@@ -856,13 +865,19 @@ class Kernel:
         self._nr_watches[watch.uid] = self._nr_watches.get(watch.uid, 1) - 1
 
     def release_queue(self, queue: WatchQueue) -> None:
-        """The last file on the queue closed: detach every watch without posting anything."""
+        """The last file on the queue closed: detach every watch without posting anything, and
+        (free_pipe_info) give its pages back to the user charged; a second call refunds nothing."""
         queue.defunct = True
         for watch in list(queue.watches.values()):
             self._drop_watch(watch)
+        if queue.accounting is not None:
+            queue.accounting.free_pipe_info(queue)
 
     def new_queue(self, cred: Cred) -> WatchQueue:
-        return WatchQueue(cred.uid)
+        """pipe2(O_NOTIFICATION_PIPE): alloc_pipe_info charges the pipe to cred's user (2 pages
+        instead of 16 past pipe-user-pages-soft; ENFILE past -hard, for the unprivileged)."""
+        pages = self.pipes.alloc_pipe_info(cred)
+        return WatchQueue(cred.uid, pages, self.pipes, cred)
 
     # ---------------------------------------------------------- references
 
@@ -967,5 +982,10 @@ def _desc_quota(description: str) -> int:
 
 
 def describe_key(key: Key) -> str:
+    """keyctl_describe_key's "%s;%d;%d;%08x;%s": the ids as signed ints (uid 4294967294 is -2)."""
     gid = abi.OVERFLOW_GID if key.gid == -1 else key.gid
-    return f"{key.type.name};{key.uid};{gid};{key.perm:08x};{key.description}"
+    return f"{key.type.name};{_signed32(key.uid)};{_signed32(gid)};{key.perm:08x};{key.description}"
+
+
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value

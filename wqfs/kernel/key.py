@@ -22,7 +22,7 @@ class Key:
 
     __slots__ = ("serial", "type", "description", "payload", "uid", "gid", "perm", "state",
                  "reject_error", "revoked_at", "invalidated", "expiry", "dead", "ctime_ns",
-                 "mtime_ns", "atime_ns", "watchers", "parents", "members", "pins",
+                 "mtime_ns", "watchers", "parents", "members", "pins",
                  "restricted", "quota_bytes", "generation", "constructor_uid", "subrings")
 
     def __init__(self, serial: int, ktype: KeyType, description: str, uid: int, gid: int,
@@ -40,8 +40,9 @@ class Key:
         self.invalidated = False
         self.expiry: Optional[float] = None  # monotonic deadline
         self.dead = False  # freed by the garbage collector
-        now = time.time_ns()
-        self.ctime_ns = self.mtime_ns = self.atime_ns = now
+        # No access time: one that moved on every read or search would tell anyone who may
+        # stat the key when others use it, which the kernel exposes nowhere.
+        self.ctime_ns = self.mtime_ns = time.time_ns()
         self.watchers: list[Watch] = []  # newest first, as the kernel adds them
         self.parents: dict[int, Key] = {}  # keyrings that link this key
         self.members: Optional[dict[tuple[str, str], Key]] = {} if ktype.is_keyring else None

@@ -16,6 +16,8 @@ from .errors import KernelError
 from .filter import Filter
 
 if TYPE_CHECKING:
+    from .cred import Cred
+    from .pipe_accounting import PipeAccounting
     from .watch import Watch
 
 
@@ -38,10 +40,20 @@ def capacity_for(nr_notes: int) -> int:
 
 
 class WatchQueue:
-    __slots__ = ("capacity", "filter", "_records", "_note_loss", "writers", "watches",
-                 "defunct", "_listeners", "_posted", "_lost", "_filtered", "owner_uid", "_bytes")
+    """One notification pipe. It carries its own pipe-buffer accounting (the pipe_inode_info
+    fields): max_usage (the pages F_GETPIPE_SZ reports), nr_accounted (the pages charged) and
+    pipe_user (the uid charged, None once refunded or if never charged), so that whoever
+    releases it refunds exactly what was charged, once."""
 
-    def __init__(self, owner_uid: int = 0) -> None:
+    __slots__ = ("capacity", "filter", "_records", "_note_loss", "writers", "watches",
+                 "defunct", "_listeners", "_posted", "_lost", "_filtered", "owner_uid", "_bytes",
+                 "max_usage", "nr_accounted", "pipe_user", "accounting", "creator")
+
+    def __init__(self, owner_uid: int = 0, pages: int = abi.PIPE_DEF_BUFFERS,
+                 accounting: Optional[PipeAccounting] = None, creator: Optional[Cred] = None) -> None:
+        """pages: what alloc_pipe_info gave; accounting: where they were charged (to owner_uid),
+        None for a queue nobody is charged for (core tests); creator: whose capabilities a
+        SET_SIZE without a caller's cred goes by."""
         self.capacity = 0  # 0: the size was never set, and every record is dropped
         self.filter: Optional[Filter] = None
         self._records: deque[list] = deque()  # [bytes, loss_flag]
@@ -53,24 +65,37 @@ class WatchQueue:
         self._listeners: list[Callable[[], None]] = []
         self._posted = self._lost = self._filtered = 0
         self.owner_uid = owner_uid
+        self.max_usage = pages
+        self.accounting = accounting
+        self.nr_accounted = pages if accounting is not None else 0
+        self.pipe_user: Optional[int] = owner_uid if accounting is not None else None
+        self.creator = creator
 
     # ---- configuration (the two ioctls) ----
 
-    def set_size(self, nr_notes: int) -> None:
+    def set_size(self, nr_notes: int, cred: Optional[Cred] = None) -> None:
+        """watch_queue_set_size: EBUSY, EINVAL, then the pages are charged to the pipe's user
+        (EPERM past a pipe-user-pages limit unless cred, the caller, is privileged; without a
+        cred, the creator's capabilities count)."""
         if self.capacity:
             raise KernelError(errno.EBUSY, "the queue size can be set only once")
         if nr_notes < 1 or nr_notes > abi.WATCH_QUEUE_MAX_NOTES:
             raise KernelError(errno.EINVAL, "the size is 1..512 notes")
-        self.capacity = capacity_for(nr_notes)
+        capacity = capacity_for(nr_notes)
+        nr_pages = capacity // abi.WATCH_QUEUE_NOTES_PER_PAGE
+        if self.accounting is None:
+            self.max_usage = nr_pages
+        else:
+            self.accounting.watch_queue_set_size(self, cred if cred is not None else self.creator, nr_pages)
+        self.capacity = capacity
 
     def set_filter(self, new_filter: Optional[Filter]) -> None:
         self.filter = new_filter
 
     def pipe_size(self) -> int:
-        """fcntl(F_GETPIPE_SZ): the ring's bytes, a default pipe's 16 pages until SET_SIZE."""
-        if not self.capacity:
-            return abi.PIPE_DEF_BUFFERS * abi.PAGE_SIZE
-        return self.capacity // abi.WATCH_QUEUE_NOTES_PER_PAGE * abi.PAGE_SIZE
+        """fcntl(F_GETPIPE_SZ): max_usage pages, i.e. what alloc_pipe_info gave (16 pages, or 2
+        past the soft limit) until SET_SIZE, the ring's pages after it."""
+        return self.max_usage * abi.PAGE_SIZE
 
     def set_pipe_size(self) -> None:
         """fcntl(F_SETPIPE_SZ): pipe_set_size refuses a notification pipe, sized or not."""

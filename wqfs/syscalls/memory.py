@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+from typing import Callable
 
 from ..kernel import KernelError
 from .seccomp import libc
@@ -46,6 +47,14 @@ def write(pid: int, address: int, data: bytes) -> None:
     buffer = ctypes.create_string_buffer(data, len(data))
     if _transfer(pid, address, buffer, len(data), True) != len(data):
         raise KernelError(errno.EFAULT, f"bad address {address:#x}")
+
+
+def write_checked(pid: int, valid: "Callable[[], bool]", address: int, data: bytes) -> None:
+    """write, but only while the call is still valid, checked right before the copy: a pid
+    whose task was killed may name another task by now."""
+    if not valid():
+        raise KernelError(errno.ESRCH, "the call is gone")
+    write(pid, address, data)
 
 
 def read_string(pid: int, address: int, limit: int) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import seccomp, server
 
@@ -132,31 +132,47 @@ def run(argv: Sequence[str], mountpoint: str, private: bool = False) -> int:
         if why is not None:
             child.kill()
             raise RunError(f"the daemon at {mountpoint} refused the program: {why}")
-        child.go()
-        return _wait(child.pid)
+        return _wait(child.pid, child.go)
     finally:
         if own is not None:
             own.stop()
 
 
-def _wait(pid: int) -> int:
-    """Wait like a shell: signals meant for the program reach it through the terminal."""
+FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _wait(pid: int, go: Optional[Callable[[], None]] = None) -> int:
+    """Wait like a shell: SIGINT and SIGQUIT reach the program through the terminal; SIGTERM
+    and SIGHUP sent to `wqfs run` are passed on. No handler does it: they are blocked and
+    taken with sigwaitinfo here, where the program is also reaped, so a signal only ever goes
+    to a pid not yet reaped (at worst a zombie), never to one that may be someone else's;
+    those that come as it exits are dropped, and `wqfs run` returns its status all the same.
+    go lets the program exec once all that is in place: none of its signals is missed."""
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-    forward = lambda signum, frame: os.kill(pid, signum)  # noqa: E731
-    old_term = signal.signal(signal.SIGTERM, forward)
-    old_hup = signal.signal(signal.SIGHUP, forward)
+    waited = {*FORWARDED, signal.SIGCHLD}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
+        if go is not None:
+            go()
         while True:
             try:
-                _, status = os.waitpid(pid, 0)
-                break
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 return 0
+            if done:
+                break
+            signum = signal.sigwaitinfo(waited).si_signo
+            if signum in FORWARDED:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:  # cannot happen while we alone reap it; harmless anyway
+                    pass
+        while signal.sigtimedwait(FORWARDED, 0) is not None:  # meant for the program, now gone
+            pass
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for s, handler in old.items():
             signal.signal(s, handler)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)

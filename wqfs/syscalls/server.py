@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import struct
-from typing import Optional
+from typing import Callable, Optional
 
 import trio
 
@@ -22,9 +22,12 @@ def socket_name(mountpoint: str) -> bytes:
 
 
 async def serve(front: SyscallFront, mountpoint: str, allow_other: bool = False,
+                on_unmount: Optional[Callable[[], None]] = None,
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Take listeners from `wqfs run`: from our own uid only, unless the mount is --allow-other
-    (the pipes it hands out are files of the mount, which FUSE would refuse them anyway)."""
+    """Answer requests on the mount's socket: b"listener" (with the fd) from `wqfs run`, from our
+    own uid only unless the mount is --allow-other (the pipes it hands out are files of the mount,
+    which FUSE would refuse them anyway); b"unmount" from `wqfs unmount`, from our uid or root
+    only, which calls on_unmount once answered; and nothing at all, a probe (daemon_running)."""
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await listener.bind(socket_name(mountpoint))
@@ -37,46 +40,80 @@ async def serve(front: SyscallFront, mountpoint: str, allow_other: bool = False,
     async with trio.open_nursery() as nursery:
         while True:
             conn, _ = await listener.accept()
-            nursery.start_soon(_accept_listener, front, conn, nursery, allow_other)
+            nursery.start_soon(_accept_listener, front, conn, nursery, allow_other, on_unmount)
+
+
+REQUEST_TIMEOUT = 10.0  # a peer that connects and sends nothing for this long is dropped
+# Each listener handed over is an fd of the daemon for as long as its programs run: another
+# user may hold this many at once (the daemon's own uid is not limited).
+MAX_LISTENERS_PER_UID = 1024
+_listeners: dict[int, int] = {}  # uid -> listeners being served
 
 
 async def _accept_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery,
-                           allow_other: bool) -> None:
+                           allow_other: bool, on_unmount: Optional[Callable[[], None]] = None) -> None:
     """A peer that hangs up or sends junk costs us nothing: the daemon keeps serving."""
     try:
-        await _take_listener(front, conn, nursery, allow_other)
+        await _take_listener(front, conn, nursery, allow_other, on_unmount)
     except OSError as error:
         log.info("listener hand-over failed: %s", error)
 
 
 async def _take_listener(front: SyscallFront, conn: trio.socket.SocketType, nursery: trio.Nursery,
-                         allow_other: bool) -> None:
+                         allow_other: bool, on_unmount: Optional[Callable[[], None]] = None) -> None:
     with conn:
-        try:
-            data, ancdata, _, _ = await conn.recvmsg(16, socket.CMSG_SPACE(4))
-        except OSError:
-            return
+        data, ancdata = b"", []
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            try:
+                data, ancdata, _, _ = await conn.recvmsg(16, socket.CMSG_SPACE(4))
+            except OSError:
+                return
         fd = _fd_from(ancdata)
+        if not data and fd is None:  # a probe: connected and hung up (or said nothing)
+            return
         _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if data == b"unmount" and fd is None and on_unmount is not None:
+            await _unmount(conn, uid, on_unmount)
+            return
         refusal = None
         if data != b"listener" or fd is None:
             refusal = b"bad request"
         elif uid != os.getuid() and not allow_other:
             refusal = f"it serves uid {os.getuid()} only (mount it with --allow-other)".encode()
+        elif uid != os.getuid() and _listeners.get(uid, 0) >= MAX_LISTENERS_PER_UID:
+            refusal = f"uid {uid} has {MAX_LISTENERS_PER_UID} programs under wqfs run already".encode()
         if refusal is not None:
             if fd is not None:
                 os.close(fd)
             await conn.send(refusal)
             return
-        nursery.start_soon(_serve_listener, front, fd)
+        nursery.start_soon(_serve_listener, front, fd, uid)
         await conn.send(b"ok")
 
 
-async def _serve_listener(front: SyscallFront, fd: int) -> None:
+async def _unmount(conn: trio.socket.SocketType, uid: int, on_unmount: Callable[[], None]) -> None:
+    """`wqfs unmount`: the uid that mounted, or root, stops the daemon as SIGTERM would."""
+    if uid not in (os.getuid(), 0):
+        await conn.send(f"only uid {os.getuid()}, who mounted it, or root may unmount it".encode())
+        return
+    log.info("unmount requested by uid %d: unmounting", uid)
+    try:
+        await conn.send(b"ok")
+    except OSError:  # it went away: it asked all the same
+        pass
+    on_unmount()
+
+
+async def _serve_listener(front: SyscallFront, fd: int, uid: int) -> None:
+    _listeners[uid] = _listeners.get(uid, 0) + 1
     try:
         await front.serve(fd)
     except Exception:
         log.exception("a seccomp listener failed; its programs' trapped syscalls now fail with ENOSYS")
+    finally:
+        _listeners[uid] -= 1
+        if not _listeners[uid]:
+            del _listeners[uid]
 
 
 def _fd_from(ancdata: list) -> Optional[int]:
@@ -105,11 +142,35 @@ def hand_over(mountpoint: str, listener_fd: int) -> Optional[str]:
 
 
 def daemon_running(mountpoint: str) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(socket_name(os.path.realpath(mountpoint)))
+    return holds_socket(os.path.realpath(mountpoint))
+
+
+def holds_socket(real_mountpoint: str) -> bool:
+    """Whether a daemon holds the socket of a resolved mountpoint (not stat'ed here: a dead or a
+    hung mount may be). Connect, send nothing, hang up: the daemon takes a peer that says
+    nothing for a probe, and neither answers nor logs it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(socket_name(real_mountpoint))
+        except OSError:
+            return False
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+
+
+def request_unmount(mountpoint: str, timeout: float = 5.0) -> Optional[str]:
+    """Client side of `wqfs unmount`: ask the daemon at mountpoint (a resolved path, not stat'ed
+    here) to unmount. "ok" once it agreed, its refusal otherwise, None when no daemon answered
+    (none holds the socket, or it hung up or stayed silent for timeout seconds)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_name(mountpoint))
+            sock.sendall(b"unmount")
+            reply = sock.recv(256)
+        except OSError:  # socket.timeout is one
+            return None
+    return reply.decode(errors="replace").strip() or None

@@ -1,0 +1,146 @@
+"""Which FUSE request is being answered, and which of them the kernel interrupted.
+
+Mirrors what fs/fuse/dev.c tells a server: every request header carries a unique id and the
+caller's pid, and a caller that gets a signal while the server holds its request makes the
+kernel send FUSE_INTERRUPT for that unique id (request_wait_answer -> queue_interrupt). pyfuse3
+gives read, write and release no request context and ignores FUSE_INTERRUPT, but libfuse
+reports both in its debug log, in the thread that then calls the handler: the line
+"unique: U, opcode: OP (N), nodeid: I, insize: S, pid: P" comes right before the handler of
+that request starts (pyfuse3 starts it before its worker awaits anything), and
+"INTERRUPT: U" when an interrupt arrives. wqfs installs its own log function
+(fuse_set_log_func) and reads those two lines; every other line is dropped after one dict
+lookup of its format pointer.
+
+So a blocked read() learns that *its* caller was signalled, whoever opened the file and
+however the fd reached that caller, at no cost while nothing happens (no polling of /proc).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import ctypes.util
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+log = logging.getLogger("wqfs.fuse")
+
+_REQUEST_PREFIX = b"unique: %llu, opcode:"
+_INTERRUPT_PREFIX = b"INTERRUPT: %llu"
+_OTHER, _REQUEST, _INTERRUPT = 0, 1, 2
+_EARLY_MAX = 1024  # interrupts for requests not (yet) waiting: kept for a late waiter, bounded
+
+
+@dataclass(frozen=True)
+class Request:
+    """The FUSE request a handler is answering: the kernel's unique id and the caller's thread."""
+    unique: int
+    opcode: int
+    pid: int
+
+
+_LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class RequestLog:
+    """The daemon's view of libfuse's request log: the current request, interrupt callbacks."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[int, int] = {}
+        self._buffer = ctypes.create_string_buffer(256)
+        self._current: Optional[Request] = None
+        self._waiting: dict[int, Callable[[], None]] = {}
+        self._early: "OrderedDict[int, bool]" = OrderedDict()
+        self._thread: Optional[int] = None
+        self._callback = _LOG_FUNC(self._log)  # kept alive as long as libfuse may call it
+        self.installed = False
+        self.interrupts = 0
+
+    def install(self) -> bool:
+        if os.environ.get("WQFS_NOLOG"): return False
+        """Route libfuse's log here. False where libfuse has no fuse_set_log_func (before 3.7):
+        then no request is known and nothing is ever interrupted early."""
+        try:
+            libfuse = ctypes.CDLL(ctypes.util.find_library("fuse3") or "libfuse3.so.3")
+            libc = ctypes.CDLL(None)
+            set_log = libfuse.fuse_set_log_func
+        except (OSError, AttributeError):
+            return False
+        self._vsnprintf = libc.vsnprintf
+        self._vsnprintf.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+        set_log.argtypes = [_LOG_FUNC]
+        set_log(self._callback)
+        self._thread = threading.get_ident()
+        self.installed = True
+        return True
+
+    def bind_thread(self) -> None:
+        """The thread that runs the trio loop (and so libfuse's request processing)."""
+        self._thread = threading.get_ident()
+
+    def _log(self, level: int, fmt: Optional[int], args: Optional[int]) -> None:
+        try:
+            if fmt is None:
+                return
+            kind = self._kinds.get(fmt)
+            if kind is None:
+                text = ctypes.string_at(fmt)
+                kind = (_REQUEST if text.startswith(_REQUEST_PREFIX) else
+                        _INTERRUPT if text.startswith(_INTERRUPT_PREFIX) else _OTHER)
+                if len(self._kinds) < 4096:
+                    self._kinds[fmt] = kind
+            if kind == _OTHER or threading.get_ident() != self._thread:
+                return
+            self._vsnprintf(self._buffer, 256, fmt, args)
+            line = self._buffer.value
+            if kind == _REQUEST:
+                fields = line.split(b", ")
+                unique = int(fields[0][8:])
+                opcode = int(fields[1][fields[1].index(b"(") + 1:-1])
+                pid = int(fields[4][5:])
+                self._current = Request(unique, opcode, pid)
+            else:
+                self._interrupted(int(line[11:]))
+        except Exception:  # never let a log line end the daemon
+            log.exception("cannot read libfuse's log line")
+
+    def _interrupted(self, unique: int) -> None:
+        self.interrupts += 1
+        callback = self._waiting.pop(unique, None)
+        if callback is not None:
+            callback()
+            return
+        self._early[unique] = True
+        while len(self._early) > _EARLY_MAX:
+            self._early.popitem(last=False)
+
+    def current(self) -> Optional[Request]:
+        """The request whose handler is starting. Call it before the handler's first await."""
+        request, self._current = self._current, None
+        return request
+
+    def on_interrupt(self, request: Optional[Request], callback: Callable[[], None]) -> bool:
+        """Call callback when the kernel interrupts request; True if it already did."""
+        if request is None:
+            return False
+        if self._early.pop(request.unique, False):
+            return True
+        self._waiting[request.unique] = callback
+        return False
+
+    def forget(self, request: Optional[Request]) -> None:
+        """The request is answered: its unique id may be reused by the kernel."""
+        if request is not None:
+            self._waiting.pop(request.unique, None)
+            self._early.pop(request.unique, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+
+REQUESTS = RequestLog()
+
+__all__ = ["REQUESTS", "Request", "RequestLog"]
