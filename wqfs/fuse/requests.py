@@ -17,7 +17,6 @@ however the fd reached that caller, at no cost while nothing happens (no polling
 from __future__ import annotations
 
 import ctypes
-import os
 import ctypes.util
 import logging
 import threading
@@ -59,7 +58,6 @@ class RequestLog:
         self.interrupts = 0
 
     def install(self) -> bool:
-        if os.environ.get("WQFS_NOLOG"): return False
         """Route libfuse's log here. False where libfuse has no fuse_set_log_func (before 3.7):
         then no request is known and nothing is ever interrupted early."""
         try:
