@@ -2,67 +2,27 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from typing import Iterator
 
 import pytest
 
+from wqfs.harness import TemporaryMount
 from wqfs.mounts import force_unmount, is_mounted  # noqa: F401 (tests import them from here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GC_DELAY = 1.0  # seconds revoked/expired keys linger in the test daemon (kernel: 300)
 
 
-class Daemon:
-    """A `wqfs mount -f` subprocess; its log is kept for failing tests."""
+class Daemon(TemporaryMount):
+    """The suite's `wqfs mount -f` (--allow-other unless told, a short GC delay); its log is kept
+    for failing tests."""
 
     def __init__(self, *extra: str, allow_other: bool = True) -> None:
-        self.dir = tempfile.mkdtemp(prefix="wqfs-test-")
-        os.chmod(self.dir, 0o755)
-        self.path = os.path.join(self.dir, "mnt")
-        os.mkdir(self.path)
-        self.log_path = os.path.join(self.dir, "daemon.log")
-        self._final_log: "str | None" = None
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wqfs", "mount", "-f", *(["--allow-other"] if allow_other else []),
-             "--gc-delay", str(GC_DELAY), *extra, self.path],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(os.path.join(self.path, "watch_queue")):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"wqfs did not mount: {self.log()}")
-            time.sleep(0.05)
-
-    def log(self) -> str:
-        if self._final_log is not None:  # stopped: the directory is gone
-            return self._final_log
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        force_unmount(self.path)
-        self._log.close()
-        self._final_log = self.log()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__([*(["--allow-other"] if allow_other else []), "--gc-delay", str(GC_DELAY), *extra],
+                         prefix="wqfs-test-", cwd=ROOT)
 
 
 @pytest.fixture(scope="session")

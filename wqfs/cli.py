@@ -11,7 +11,7 @@ import time
 from typing import Optional, Sequence
 
 from . import __version__, records
-from .mounts import WQFS_TYPE, force_unmount, mount_path, mount_type
+from .mounts import WQFS_TYPE, default_mountpoint, force_unmount, mount_path, mount_type
 
 PROG = "wqfs"
 SUBTYPE_LETTERS = "iplncrvs"  # keyctl watch -f: inst, upd(p), link, unlk(n), clr, rev, inv, attr(s)
@@ -67,7 +67,7 @@ def _banner(mountpoint: str) -> str:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from . import daemon
-    mountpoint = _check_mountpoint(args.mountpoint or daemon.default_mountpoint(), args.mountpoint is None)
+    mountpoint = _check_mountpoint(args.mountpoint or default_mountpoint(), args.mountpoint is None)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="wqfs: %(message)s")
     if args.foreground:
@@ -165,7 +165,6 @@ def _filter_from_letters(letters: str):
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from .client import Queue
-    from .daemon import default_mountpoint
     mount = args.mount or default_mountpoint()
     if not os.path.exists(os.path.join(mount, "watch_queue")):
         raise UsageError(f"no wqfs mount at {mount} (start one with: wqfs mount {mount})")
@@ -223,7 +222,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import default_mountpoint
     from .syscalls.run import RunError, run
     argv = list(args.program)
     if argv and argv[0] == "--":

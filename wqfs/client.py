@@ -15,15 +15,12 @@ or keyctl would give (EINVAL, EBUSY, ENOKEY, EACCES, EBADSLT, ...).
 """
 from __future__ import annotations
 
-import errno
 import os
 import select
 from typing import Iterator, Optional, Union
 
-import trio
-
 from . import abi, protocol
-from .daemon import default_mountpoint
+from .mounts import default_mountpoint
 from .kernel.filter import TypeFilter
 from .records import Record, parse
 
@@ -101,9 +98,11 @@ class Queue(_QueueBase):
 
 
 class AsyncQueue(_QueueBase):
-    """The same queue for trio: reads never block the event loop."""
+    """The same queue for trio: reads never block the event loop. (trio is imported here, so
+    that the blocking Queue needs neither trio nor pyfuse3.)"""
 
     def __init__(self, mount: Optional[str] = None, size: Optional[int] = None) -> None:
+        import trio  # noqa: F401 (fails early, before a queue is made, where trio is missing)
         super().__init__(mount, size, nonblock=True)
 
     async def read(self, bufsize: int = READ_SIZE) -> list[Record]:
@@ -111,6 +110,7 @@ class AsyncQueue(_QueueBase):
             try:
                 return list(parse(os.read(self.fd, bufsize)))
             except BlockingIOError:
+                import trio
                 await trio.lowlevel.wait_readable(self.fd)
 
     def __aiter__(self) -> "AsyncQueue":
@@ -129,8 +129,9 @@ class AsyncQueue(_QueueBase):
 
     async def __aexit__(self, *exc: object) -> None:
         if self.fd >= 0:
+            import trio
             trio.lowlevel.notify_closing(self.fd)
         self.close()
 
 
-__all__ = ["AsyncQueue", "Queue", "key_filter", "errno"]
+__all__ = ["AsyncQueue", "Queue", "key_filter"]

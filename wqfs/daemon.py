@@ -11,6 +11,7 @@ import pyfuse3
 import trio
 
 from .kernel import Kernel
+from .mounts import default_mountpoint  # noqa: F401 (the daemon's default, defined with the mount checks)
 from .fuse.operations import WqfsOperations
 from .fuse.requests import REQUESTS
 from .syscalls import server
@@ -22,13 +23,6 @@ log = logging.getLogger("wqfs")
 # is a request in flight; so that blocked readers never starve other users of workers, workers
 # are not the limit: callers are (a reader is a thread of theirs, blocked in read(2)).
 MAX_TASKS = 1 << 20
-
-
-def default_mountpoint() -> str:
-    if os.getuid() == 0:
-        return "/run/wqfs"
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(runtime, "wqfs") if runtime else os.path.expanduser("~/.wqfs")
 
 
 def mount_options(allow_other: bool) -> set[str]:

@@ -58,6 +58,14 @@ def mount_type(path: str) -> Optional[str]:
     return found
 
 
+def default_mountpoint() -> str:
+    """/run/wqfs for root; else $XDG_RUNTIME_DIR/wqfs, or ~/.wqfs without XDG_RUNTIME_DIR."""
+    if os.getuid() == 0:
+        return "/run/wqfs"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime, "wqfs") if runtime else os.path.expanduser("~/.wqfs")
+
+
 def is_mounted(path: str) -> bool:
     """Whether something is mounted at path, by /proc/self/mountinfo."""
     return mount_type(path) is not None

@@ -1,4 +1,4 @@
-"""What every scenario needs: daemons on temporary mountpoints, the machine's facts, statistics."""
+"""What every scenario needs: daemons on temporary mountpoints (wqfs.harness), the machine's facts, statistics."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,8 @@ import tempfile
 import time
 from typing import Iterable, Optional, Sequence
 
-from wqfs.mounts import force_unmount, is_mounted
+from wqfs.harness import TemporaryMount
+from wqfs.mounts import is_mounted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPTS = os.path.join(ROOT, "scripts")
@@ -133,54 +134,35 @@ def fuse_connection(path: str) -> Optional[str]:
     return None
 
 
-class Mount:
+class Mount(TemporaryMount):
     """A file system daemon on a fresh temporary mountpoint; stop() always unmounts.
 
     kind: "wqfs" (exactly `python -m wqfs mount -f`), "floor" (benchlib.floorfs),
-    "wqfs-counted" (benchlib.counted: wqfs with its FUSE requests counted; never timed).
+    "wqfs-counted" (benchlib.counted: wqfs with its FUSE requests counted; never timed),
+    "wqfs-variant" (benchlib.breakdown's daemons; never in the results tables).
     """
 
     READY = {"wqfs": "watch_queue", "wqfs-counted": "watch_queue", "wqfs-variant": "watch_queue", "floor": "queue"}
 
     def __init__(self, kind: str, *extra: str) -> None:
-        self.kind = kind
-        self.dir = tempfile.mkdtemp(prefix=f"wqfs-bench-{kind}-")
-        os.chmod(self.dir, 0o755)
-        self.path = os.path.join(self.dir, "mnt")
-        os.mkdir(self.path)
-        self.counts_path = os.path.join(self.dir, "counts.json")
-        self.log_path = os.path.join(self.dir, "daemon.log")
-        if kind == "wqfs":
-            argv = [PYTHON, "-m", "wqfs", "mount", "-f", *extra, self.path]
-        elif kind == "wqfs-counted":
-            argv = [PYTHON, "-m", "benchlib.counted", self.path, "--counts", self.counts_path, *extra]
-        elif kind == "floor":
-            argv = [PYTHON, "-m", "benchlib.floorfs", self.path, "--counts", self.counts_path, *extra]
-        elif kind == "wqfs-variant":  # benchlib.breakdown's daemons (never in the results tables)
-            argv = [PYTHON, "-m", "benchlib.breakdown", "daemon", self.path, *extra, self.counts_path]
-        else:
+        if kind not in self.READY:
             raise ValueError(kind)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=ROOT, env=env(), start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(os.path.join(self.path, self.READY[kind])):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = self.log()
-                self.stop()
-                raise RuntimeError(f"{kind} did not mount: {log}")
-            time.sleep(0.05)
+        self.kind = self.name = kind
+        self.ready_file = self.READY[kind]
+        super().__init__(extra, prefix=f"wqfs-bench-{kind}-", env=env(), cwd=ROOT, timeout=30, stop_timeout=20)
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def counts_path(self) -> str:
+        return os.path.join(self.dir, "counts.json")
 
-    def log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+    def command(self) -> list[str]:
+        if self.kind == "wqfs-counted":
+            return [PYTHON, "-m", "benchlib.counted", self.path, "--counts", self.counts_path, *self.options]
+        if self.kind == "floor":
+            return [PYTHON, "-m", "benchlib.floorfs", self.path, "--counts", self.counts_path, *self.options]
+        if self.kind == "wqfs-variant":
+            return [PYTHON, "-m", "benchlib.breakdown", "daemon", self.path, *self.options, self.counts_path]
+        return super().command()
 
     def snapshot(self) -> dict:
         """The request counts so far (a counting daemon writes them on SIGUSR1)."""
@@ -197,33 +179,19 @@ class Mount:
         with open(self.counts_path) as f:
             return json.load(f)
 
-    def stop(self) -> Optional[dict]:
+    def stop(self) -> Optional[dict]:  # type: ignore[override]
         """Unmount; returns the request counts a counting daemon wrote, if any."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self._abort()
-                self.proc.kill()
-                try:
-                    self.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    pass
-        elif self.proc.returncode not in (0, -signal.SIGTERM):
-            self._abort()  # it died: whatever still waits on this mount must not hang
-        force_unmount(self.path)
-        self._log.close()
+        self.end()
         counts = None
         try:
             with open(self.counts_path) as f:
                 counts = json.load(f)
         except (OSError, ValueError):
             pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.remove()
         return counts
 
-    def _abort(self) -> None:
+    def stuck(self) -> None:
         """Abort this mount's own FUSE connection (a daemon stuck in exit, or dead)."""
         conn = fuse_connection(self.path)
         if conn is not None:
@@ -235,9 +203,6 @@ class Mount:
 
     def __enter__(self) -> "Mount":
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class Tmpfs:

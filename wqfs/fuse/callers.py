@@ -1,8 +1,9 @@
-"""Who is calling: identity, thread/process/session and pending signals, read from /proc.
+"""Who is calling: identity, capabilities, thread/process/session, read from /proc.
 
 FUSE tells us the calling thread id and its fsuid/fsgid; everything else that the
-kernel would know about the caller (its process, its POSIX session, its groups,
-its pending signals) comes from /proc, never from anything the caller says.
+kernel would know about the caller (its process, its POSIX session, its groups, its
+capabilities) comes from /proc, never from anything the caller says. (A caller's signals
+reach the daemon as FUSE interrupts: requests.py.)
 """
 from __future__ import annotations
 
@@ -81,16 +82,6 @@ def _read_proc(path: str, dir_fd: Optional[int] = None) -> Optional[bytes]:
         return None
     finally:
         os.close(fd)
-
-
-def _status(pid: int, dir_fd: Optional[int] = None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    data = _read_proc("status" if dir_fd is not None else f"/proc/{pid}/status", dir_fd)
-    if data:
-        for line in data.decode("ascii", "replace").splitlines():
-            name, _, value = line.partition(":")
-            out[name] = value.strip()
-    return out
 
 
 def parent_of(pid: int) -> int:
@@ -279,31 +270,6 @@ def _userns(dir_fd: Optional[int], tid: int = 0) -> str:
         return ""
 
 
-def _mask(status: dict[str, str], name: str) -> int:
-    try:
-        return int(status.get(name, "0"), 16)
-    except ValueError:
-        return 0
-
-
-def signal_pending(pid: int) -> bool:
-    """True when a signal is pending that the task will act on (a handler or a fatal default).
-
-    pyfuse3 has no FUSE interrupts, so a blocked read watches for this instead: the
-    kernel cannot abandon a request the daemon has already read, so we must answer.
-    A task that has gone away counts as interrupted too.
-    """
-    status = _status(pid)
-    if not status:
-        return True
-    if status.get("State", "").startswith(("Z", "X")):
-        return True
-    pending = _mask(status, "SigPnd") | _mask(status, "ShdPnd")
-    if not pending:
-        return False
-    return bool(pending & ~_mask(status, "SigBlk") & ~_mask(status, "SigIgn"))
-
-
 def nofile_limit(pid: int, dir_fd: Optional[int] = None) -> int:
     """The caller's RLIMIT_NOFILE soft limit, which bounds its user's watches.
 
@@ -325,9 +291,3 @@ def nofile_limit(pid: int, dir_fd: Optional[int] = None) -> int:
     return 1024
 
 
-def process_of(tid: int) -> int:
-    return int(_status(tid).get("Tgid", tid) or tid)
-
-
-def my_identity() -> tuple[int, int]:
-    return os.getuid(), os.getgid()

@@ -881,13 +881,6 @@ class Kernel:
 
     # ---------------------------------------------------------- references
 
-    def pin(self, key: Key) -> None:
-        key.pins += 1
-
-    def unpin(self, key: Key) -> None:
-        key.pins -= 1
-        self._maybe_unreferenced(key)
-
     def owner_gone(self, kind: str, owner: Hashable) -> None:
         """A thread, process or session ended: release the keyring it held."""
         table = {"thread": self._thread_keyrings, "process": self._process_keyrings,

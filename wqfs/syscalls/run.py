@@ -5,12 +5,10 @@ import functools
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from typing import Callable, Optional, Sequence
 
+from ..harness import NotMounted, TemporaryMount
 from . import seccomp, server
 
 
@@ -29,39 +27,26 @@ def _end_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-class PrivateDaemon:
-    """A daemon for this program's lifetime, where none serves the mount."""
+class PrivateDaemon(TemporaryMount):
+    """A daemon for this program's lifetime, where none serves the mount. It removes its own
+    directory as it ends (--remove-mountpoint; its log is an unnamed file), and ends with
+    `wqfs run`; it is ready once it holds the mount's socket, which is what `wqfs run` needs."""
+
+    name = "a private daemon"
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="wqfs-run-")
-        self.mountpoint = os.path.join(self.dir, "mnt")
-        os.mkdir(self.mountpoint)
-        self.proc = subprocess.Popen([sys.executable, "-m", "wqfs", "mount", "-f", "--remove-mountpoint",
-                                      self.mountpoint],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=functools.partial(_end_with_parent, os.getpid()))
-        deadline = time.monotonic() + 20
-        while not server.daemon_running(self.mountpoint):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
-                self.stop()
-                raise RunError(f"could not start a private daemon: {err.splitlines()[-1] if err else 'timeout'}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         try:
-            os.rmdir(self.mountpoint)
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+            super().__init__(["--remove-mountpoint"], prefix="wqfs-run-", mode=0o700, log_name=None,
+                             preexec_fn=functools.partial(_end_with_parent, os.getpid()))
+        except NotMounted as error:
+            raise RunError(f"could not start a private daemon: {error.detail}") from None
+
+    @property
+    def mountpoint(self) -> str:
+        return self.path
+
+    def ready(self) -> bool:
+        return server.daemon_running(self.path)
 
 
 def _child(sock: socket.socket, argv: Sequence[str]) -> None:
