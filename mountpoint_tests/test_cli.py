@@ -284,3 +284,52 @@ def test_version_and_usage():
     assert result.returncode == 2 and b"usage:" in result.stderr
     result = wqfs("decode", "--style", "nosuch")
     assert result.returncode == 2
+
+
+# ---- the error contract: one line and 1, or the command's usage and 2 ----
+
+@pytest.mark.parametrize("argv,says", [
+    (("run",), "run needs a program"),
+    (("run", "--"), "run needs a program"),
+    (("mount", "-f", "--bogus", "/nonexistent"), "unrecognized arguments: --bogus"),
+    (("mount", "--gc-delay", "-5", "/nonexistent"), "argument --gc-delay"),
+    (("mount", "--gc-delay", "nan", "/nonexistent"), "argument --gc-delay"),
+    (("watch", "--size", "0", "@s"), "argument --size: 0: a queue holds 1..512 notes"),
+    (("watch", "--size", "513", "@s"), "argument --size"),
+])
+def test_usage_errors_name_the_argument_in_the_commands_own_usage(argv, says):
+    result = wqfs(*argv)
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines[0].startswith(f"usage: wqfs {argv[0]}") and says in lines[-1], lines
+
+
+def test_a_non_empty_mountpoint_is_refused_in_one_line(tmp_path):
+    (tmp_path / "precious").write_text("x")
+    result = wqfs("mount", "-f", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (f"wqfs: mountpoint {tmp_path} is not empty: "
+                                               "mounting there would hide its files")
+    assert not is_mounted(str(tmp_path)) and (tmp_path / "precious").read_text() == "x"
+
+
+def test_perm_as_getfattr_prints_it_is_what_setfattr_takes(mnt, ring):
+    key = os.path.join(ring, "user:perm-roundtrip")
+    with open(key, "w") as f:
+        f.write("v")
+    for value in ("3f3b0000", "0x3f1b0000", "3F0B0000"):  # setfattr turns 0x... into 4 bytes
+        subprocess.run(["setfattr", "-n", "user.keyctl.perm", "-v", value, key], check=True)
+        shown = subprocess.run(["getfattr", "--only-values", "-n", "user.keyctl.perm", key],
+                               capture_output=True, text=True, check=True).stdout
+        assert shown == value.lower().removeprefix("0x")
+    refused = subprocess.run(["setfattr", "-n", "user.keyctl.perm", "-v", "zz", key], capture_output=True, text=True)
+    assert refused.returncode != 0 and "Invalid argument" in refused.stderr
+
+
+def test_the_readmes_python_examples_are_python():
+    import re
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert blocks
+    for block in blocks:
+        compile(block, "README.md", "exec")  # a SyntaxError (say, a top-level `async with`) fails here

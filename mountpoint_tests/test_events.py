@@ -225,7 +225,7 @@ def test_setfattr_from_the_shell_posts_setattr(ring, queues):
     write_key(path, b"x")
     q = queues()
     q.watch(serial(path), 1)
-    result = subprocess.run(["setfattr", "-n", "user.keyctl.perm", "-v", str(0x3f3f0000), path],
+    result = subprocess.run(["setfattr", "-n", "user.keyctl.perm", "-v", "3f3f0000", path],  # hex, as getfattr shows it
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert drain(q) == [key(ATTR, serial(path))]

@@ -25,6 +25,7 @@ UNMOUNT_WAIT = 10.0  # seconds `wqfs unmount` waits for the daemon to unmount on
 
 
 def _check_mountpoint(path: str, is_default: bool) -> str:
+    """One line for each reason wqfs cannot mount at path (exit 1)."""
     _check_not_mounted(path)  # first: a dead mountpoint's stat fails (ENOTCONN), a hung one's hangs
     if is_default:
         os.makedirs(path, exist_ok=True)
@@ -32,6 +33,8 @@ def _check_mountpoint(path: str, is_default: bool) -> str:
         raise UsageError(f"mountpoint {path} does not exist")
     if not os.path.isdir(path):
         raise UsageError(f"mountpoint {path} is not a directory")
+    if os.listdir(path):
+        raise UsageError(f"mountpoint {path} is not empty: mounting there would hide its files")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
@@ -226,12 +229,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = list(args.program)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv:
-        raise UsageError("run needs a program: wqfs run -- PROGRAM [ARGS...]")
     try:
         return run(argv, args.mount or default_mountpoint(), private=args.private)
     except RunError as error:
         raise UsageError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    """A duration for argparse: a number of seconds, not negative, not NaN."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds are a finite number, 0 or more")
+    return value
+
+
+def _notes(text: str) -> int:
+    """A queue size for argparse: IOC_WATCH_QUEUE_SET_SIZE's 1..512 notes."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of notes") from None
+    if not 1 <= value <= 512:
+        raise argparse.ArgumentTypeError(f"{value}: a queue holds 1..512 notes")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     mount.add_argument("--allow-other", action="store_true", help="let other users use the mount")
     mount.add_argument("-v", "--verbose", action="store_true", help="log each request")
-    mount.add_argument("--gc-delay", type=float, default=None, metavar="SECONDS",
+    mount.add_argument("--gc-delay", type=_seconds, default=None, metavar="SECONDS",
                        help="how long revoked and expired keys linger (kernel default 300)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
@@ -260,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--filter", "-f", metavar="LETTERS",
                        help=f"only these subtypes: {SUBTYPE_LETTERS} (inst upd link unlk clr rev inv attr)")
     watch.add_argument("--json", action="store_true", help="JSON lines")
-    watch.add_argument("--size", type=int, default=256, help="queue size in notes (1..512)")
+    watch.add_argument("--size", type=_notes, default=256, help="queue size in notes (1..512)")
     watch.set_defaults(func=cmd_watch)
 
     decode = sub.add_parser("decode", help="decode binary records from stdin")
@@ -272,11 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="always a private daemon, a fresh key store for this program alone")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
+    parser.commands = sub.choices  # type: ignore[attr-defined]  (main: each command's own usage)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    command = parser.commands[args.command]  # type: ignore[attr-defined]
+    if extra:  # say it in the command's own usage, not the top-level one (exit 2)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":
+        program = list(args.program)
+        if not program or program == ["--"]:
+            command.error("run needs a program: wqfs run -- PROGRAM [ARGS...]")
     try:
         return args.func(args)
     except UsageError as error:

@@ -1,7 +1,7 @@
 """Extended attributes of keys: the shell's way to keyctl operations that have no file verb.
 
     getfattr -n user.keyctl.describe FILE       type;uid;gid;perm;description
-    setfattr -n user.keyctl.perm -v 0x3f3f0000 FILE    setperm
+    setfattr -n user.keyctl.perm -v 3f3f0000 FILE      setperm (hexadecimal, as getfattr shows it)
     setfattr -n user.keyctl.revoke FILE          revoke (and .invalidate, .clear)
     setfattr -n user.keyctl.timeout -v 60 FILE   set_timeout (0 clears)
     setfattr -n user.keyctl.link -v SERIAL RING  link a key (keyrings too) into RING
@@ -26,6 +26,19 @@ def _text(value: bytes) -> str:
         return value.decode("ascii").strip()
     except UnicodeDecodeError:
         raise KernelError(errno.EINVAL, "attribute values are ASCII text") from None
+
+
+def _perm_value(value: bytes) -> int:
+    """A permission mask, hexadecimal as getfattr shows it ("3f3f0000", with or without 0x), so
+    that get and set round-trip. setfattr itself decodes a value that starts with 0x into bytes
+    (`-v 0x3f3f0000` sends 3f 3f 00 00): four bytes that are no hex text are taken so, big-endian."""
+    text = value.rstrip(b"\0\n").decode("ascii", "replace").strip()
+    digits = text[2:] if text[:2].lower() == "0x" else text
+    if digits and len(digits) <= 8 and all(c in "0123456789abcdefABCDEF" for c in digits):
+        return int(digits, 16)
+    if len(value) == 4:
+        return int.from_bytes(value, "big")
+    raise KernelError(errno.EINVAL, f"perm: {text!r} is not a hexadecimal mask (e.g. 3f010000)")
 
 
 def _errno_value(text: str) -> int:
@@ -87,7 +100,7 @@ def set(kernel: Kernel, cred: Cred, serial: int, name: bytes, value: bytes) -> N
     attr = name[len(PREFIX):].decode("ascii", "replace")
     text = _text(value)
     if attr == "perm":
-        kernel.setperm(cred, serial, parse_int(text, "perm"))
+        kernel.setperm(cred, serial, _perm_value(value))
     elif attr == "timeout":
         timeout = parse_int(text, "timeout")
         if not 0 <= timeout < 1 << 32:
