@@ -148,3 +148,37 @@ def test_a_thousand_blocked_readers_do_not_starve_other_users(mnt):
         proc.stdin.close()
         proc.stdout.close()
     assert os.listdir(mnt)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["INT", "KILL"])
+def test_a_signal_ends_a_passed_events_files_read(mnt, ring, signum):
+    """The text event files are queues too: a reader that got the fd over a unix socket."""
+    fd = os.open(os.path.join(mnt, "events", os.getxattr(ring, "user.keyctl.serial").decode()), os.O_RDONLY)
+    try:
+        proc = subprocess.Popen(NOBODY + [PYTHON, "-c", READER, str(fd), "unix"], pass_fds=(fd,),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+        try:
+            wait_blocked_in_read(proc.pid)
+            os.kill(proc.pid, signum)
+            proc.wait(WAIT)
+            assert b"got" not in proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                try:
+                    proc.wait(WAIT)
+                except subprocess.TimeoutExpired:
+                    write_key(os.path.join(ring, "user:release"), b"v")
+                    proc.wait(WAIT)
+            proc.stdout.close()
+            proc.stderr.close()
+        write_key(os.path.join(ring, "user:after"), b"v")
+        line = os.read(fd, 4096).decode()
+        assert line.split()[1:] == ["link", str(serial_of(ring, "user:after"))], line
+    finally:
+        os.close(fd)
+    assert os.listdir(mnt)
+
+
+def serial_of(ring: str, name: str) -> int:
+    return int(os.getxattr(os.path.join(ring, name), "user.keyctl.serial"))
