@@ -44,6 +44,19 @@ def _queue(mnt: str, ring: str) -> int:
     return fd
 
 
+def _end(proc: subprocess.Popen, ring: str) -> None:
+    """Kill a reader that is still there; one stuck in the daemon (old code) a record sets free."""
+    if proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            write_key(os.path.join(ring, "user:release"), b"v")
+            proc.wait(WAIT)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def _reader_tid(proc: subprocess.Popen, how: str) -> int:
     """The thread that will sit in read(): the process, or its second thread."""
     if how != "thread":
@@ -75,15 +88,7 @@ def test_signal_ends_any_readers_read_and_consumes_nothing(mnt, ring, how, signu
             assert time.monotonic() - start < 5, "the read outlived its signal"
             assert b"got" not in proc.stdout.read()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                try:
-                    proc.wait(WAIT)
-                except subprocess.TimeoutExpired:  # stuck in the daemon: a record sets it free
-                    write_key(os.path.join(ring, "user:release"), b"v")
-                    proc.wait(WAIT)
-            proc.stdout.close()
-            proc.stderr.close()
+            _end(proc, ring)
         # The record posted after the reader died is still there for the queue's owner.
         write_key(os.path.join(ring, "user:after"), b"v")
         data = os.read(fd, 4096)
@@ -163,15 +168,7 @@ def test_a_signal_ends_a_passed_events_files_read(mnt, ring, signum):
             proc.wait(WAIT)
             assert b"got" not in proc.stdout.read()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                try:
-                    proc.wait(WAIT)
-                except subprocess.TimeoutExpired:
-                    write_key(os.path.join(ring, "user:release"), b"v")
-                    proc.wait(WAIT)
-            proc.stdout.close()
-            proc.stderr.close()
+            _end(proc, ring)
         write_key(os.path.join(ring, "user:after"), b"v")
         line = os.read(fd, 4096).decode()
         assert line.split()[1:] == ["link", str(serial_of(ring, "user:after"))], line
