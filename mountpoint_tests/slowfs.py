@@ -2,15 +2,21 @@
 until the server gets SIGUSR1 (or DELAY seconds, argv[2], pass). Pages of it mapped into a caller
 are pages that only this server can bring in, as slowly as it likes.
 
-Usage: python slowfs.py MOUNTPOINT DELAY CONTENT
+Usage: python slowfs.py MOUNTPOINT DELAY CONTENT   (or, from a test: with serving(delay, content) as slow)
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
+import time
+from typing import Iterator
 
 import pyfuse3
 import trio
@@ -55,6 +61,46 @@ class SlowFS(pyfuse3.Operations):
         with trio.open_signal_receiver(signal.SIGUSR1) as signals:
             async for _ in signals:
                 self.released.set()
+
+
+class Slow:
+    """A running slowfs: path is its file, whose reads wait for release() (or the delay)."""
+
+    def __init__(self, path: str, proc: subprocess.Popen) -> None:
+        self.path = path
+        self.proc = proc
+
+    def release(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def serving(delay: float, content: str, prefix: str = "wqfs-slow-") -> Iterator[Slow]:
+    """slowfs on a temporary mountpoint, for a test; always stopped and unmounted after."""
+    from wqfs.mounts import force_unmount
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    mnt = os.path.join(base, "mnt")
+    os.mkdir(mnt)
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), mnt, str(delay), content],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready", "slowfs did not start"
+        deadline = time.monotonic() + 15
+        while not os.path.exists(os.path.join(mnt, "f")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield Slow(os.path.join(mnt, "f"), proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        force_unmount(mnt)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:

@@ -127,19 +127,14 @@ def test_sigint_with_a_handler_gives_eintr_to_a_forked_reader(mnt, ring):
 # nobody's 1100 threads, each blocked in read() on a queue of its own (more than the 1000 pyfuse3
 # workers the daemon used to have): root's stat must still be answered.
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from benchlib.crowd import PATH as CROWD, blocked_in_fuse  # noqa: E402
+from benchlib import crowd  # noqa: E402
 
 
 def test_a_thousand_blocked_readers_do_not_starve_other_users(mnt):
     count = 1100
-    proc = subprocess.Popen(NOBODY + ["sh", "-c", f"ulimit -n 4096 && exec {PYTHON} {CROWD} {mnt} {count}"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/")
+    proc = crowd.start(mnt, count, NOBODY, timeout=60)
     try:
-        assert proc.stdout.readline().strip() == "ready"
-        deadline = time.monotonic() + 60
-        while blocked_in_fuse(proc.pid) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert blocked_in_fuse(proc.pid) >= count
+        assert crowd.blocked_in_fuse(proc.pid) >= count
         # root is served while every one of them waits (a hung daemon would hang this thread)
         result: list = []
         worker = threading.Thread(target=lambda: result.append(os.stat(os.path.join(mnt, "@s"))), daemon=True)

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Iterator
 
 import pytest
 
-from conftest import NOBODY, ROOT, WAIT, Daemon, force_unmount, serial, write_key
+from conftest import NOBODY, WAIT, Daemon, serial, write_key
+from slowfs import Slow, serving
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # a Python nobody may run (the programs use only the standard library)
 
 # add_key(user, DESCRIPTION, "v", @s) with DESCRIPTION a pointer into a fresh MAP_PRIVATE mapping
@@ -60,42 +58,11 @@ def own() -> Iterator[Daemon]:
         d.stop()
 
 
-class Slow:
-    """A slow third-party FUSE mount: path is its file, whose reads wait for release()."""
-
-    def __init__(self, path: str, proc: subprocess.Popen) -> None:
-        self.path = path
-        self.proc = proc
-
-    def release(self) -> None:
-        self.proc.send_signal(signal.SIGUSR1)
-
-
 @pytest.fixture
 def slow() -> Iterator[Slow]:
     """A slow third-party FUSE mount whose reads wait (up to 60 s) until the test releases them."""
-    base = tempfile.mkdtemp(prefix="wqfs-slow-")
-    os.chmod(base, 0o755)
-    mnt = os.path.join(base, "mnt")
-    os.mkdir(mnt)
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "slowfs.py"), mnt, "60", "from-a-slow-server"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    try:
-        assert proc.stdout.readline().strip() == b"ready"
-        deadline = time.monotonic() + WAIT
-        while not os.path.exists(os.path.join(mnt, "f")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield Slow(os.path.join(mnt, "f"), proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        force_unmount(mnt)
-        shutil.rmtree(base, ignore_errors=True)
+    with serving(60, "from-a-slow-server") as server:
+        yield server
 
 
 def _in_syscall(pid: int, number: str) -> bool:

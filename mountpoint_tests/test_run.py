@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from conftest import NOBODY, ROOT, WAIT, Daemon, force_unmount, is_mounted, read_line, serial, write_key
+from slowfs import serving
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc", "wq_fuzz")
@@ -576,30 +577,8 @@ def fuzz_seeds() -> list[int]:
 @pytest.fixture
 def slow_file() -> Iterator[str]:
     """A file of a slow third-party FUSE mount (slowfs.py): each read of it takes SLOW_DELAY."""
-    import tempfile
-    base = tempfile.mkdtemp(prefix="wqfs-fuzz-slow-")
-    os.chmod(base, 0o755)
-    mount = os.path.join(base, "mnt")
-    os.mkdir(mount)
-    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(C_DIR), "slowfs.py"), mount,
-                               SLOW_DELAY, "fuzz-slow-description"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    try:
-        assert read_line(server.stdout).strip() == "ready", "slowfs.py did not start"
-        deadline = time.monotonic() + WAIT
-        while not os.path.exists(os.path.join(mount, "f")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield os.path.join(mount, "f")
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()
-        force_unmount(mount)
-        shutil.rmtree(base, ignore_errors=True)
+    with serving(float(SLOW_DELAY), "fuzz-slow-description", prefix="wqfs-fuzz-slow-") as server:
+        yield server.path
 
 
 def run_fuzz(mnt: str, program: str, seed: int, calls: int, slow: str) -> tuple[int, str, str]:

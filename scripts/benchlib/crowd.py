@@ -10,8 +10,11 @@ scripts/bench-hostile and by mountpoint_tests/test_hostile_readers.py.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
+import time
+from typing import Sequence
 
 PATH = os.path.abspath(__file__)
 
@@ -26,6 +29,23 @@ def blocked_in_fuse(pid: int) -> int:
         except OSError:
             pass
     return count
+
+
+def start(mountpoint: str, count: int, as_user: Sequence[str] = (), timeout: float = 120) -> "subprocess.Popen[str]":
+    """The crowd, run as as_user (a setpriv prefix) by /usr/bin/python3, once every one of its
+    readers waits in the daemon (or timeout passes: the caller checks blocked_in_fuse)."""
+    proc = subprocess.Popen(list(as_user) + ["sh", "-c", f"ulimit -n {count + 64} && exec /usr/bin/python3 "
+                                             f"{PATH} {mountpoint} {count}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/")
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        proc.wait()
+        raise RuntimeError("the crowd did not start")
+    deadline = time.monotonic() + timeout
+    while blocked_in_fuse(proc.pid) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc
 
 
 def main(mountpoint: str, count: int) -> None:

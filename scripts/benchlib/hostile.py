@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 from .common import Mount, log, percentile, rss_kib
-from .crowd import PATH as CROWD, blocked_in_fuse
+from . import crowd
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 def _cpu_seconds(pid: int) -> float:
@@ -47,15 +46,9 @@ def measure(readers: int, stats: int, window: float) -> dict:
         time.sleep(window)
         idle_cpu = (_cpu_seconds(crowded.pid) - cpu0) / window
         idle_rss = rss_kib(crowded.pid)
-        proc = subprocess.Popen(NOBODY + ["sh", "-c", f"ulimit -n {readers + 64} && exec /usr/bin/python3 {CROWD} "
-                                          f"{crowded.path} {readers}"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/")
+        proc = crowd.start(crowded.path, readers, NOBODY)
         try:
-            assert proc.stdout.readline().strip() == "ready"
-            deadline = time.monotonic() + 120
-            while blocked_in_fuse(proc.pid) < readers and time.monotonic() < deadline:
-                time.sleep(0.1)
-            blocked = blocked_in_fuse(proc.pid)
+            blocked = crowd.blocked_in_fuse(proc.pid)
             cpu0 = _cpu_seconds(crowded.pid)
             time.sleep(window)
             busy_cpu = (_cpu_seconds(crowded.pid) - cpu0) / window
