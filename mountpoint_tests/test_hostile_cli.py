@@ -178,3 +178,29 @@ def test_a_signal_forwarded_as_the_program_exits_prints_no_traceback(verbose, tm
             if loop and not _gone(loop, WAIT):  # its kill fails once `wqfs run` is reaped
                 os.kill(loop, signal.SIGKILL)
                 raise AssertionError("the SIGTERM loop outlived `wqfs run`")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "unmount"])
+def test_a_reader_sees_one_clear_end_when_the_daemon_stops(how):
+    """cat of an events file prints one line that says the mount is gone, and exits: no second
+    error from its close (the daemon still answers the FLUSH), nothing hangs."""
+    d = Daemon()
+    try:
+        cat = subprocess.Popen(["cat", os.path.join(d.path, "events", "@us")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd="/")
+        try:
+            wait_blocked_in_read(cat.pid)
+            if how == "SIGTERM":
+                d.proc.send_signal(signal.SIGTERM)
+            else:
+                assert wqfs("unmount", d.path).returncode == 0
+            _, err = cat.communicate(timeout=WAIT)
+            assert cat.returncode == 1
+            assert err.strip().splitlines() == [f"cat: {d.path}/events/@us: Transport endpoint is not connected"]
+        finally:
+            if cat.poll() is None:
+                cat.kill()
+                cat.wait()
+        assert d.proc.wait(WAIT) == 0
+    finally:
+        d.stop()

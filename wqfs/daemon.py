@@ -65,26 +65,39 @@ async def _serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callab
         nursery.start_soon(ops.run_reaper)
         nursery.start_soon(front.transfers.watch)
         nursery.start_soon(_signals, ops)
-        await nursery.start(server.serve, front, mountpoint, ops.allow_other, lambda: _unmount_requested(ops))
+        await nursery.start(server.serve, front, mountpoint, ops.allow_other,
+                            lambda: _unmount_requested(ops, nursery))
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)
         nursery.cancel_scope.cancel()
 
 
+# After waking blocked readers, how long the daemon goes on answering: their programs see one
+# error (ENOTCONN) and close their files, and the close's FLUSH and RELEASE are answered too
+# (a close that found the daemon gone would print a second error).
+STOP_GRACE = 0.5
+
+
+async def _stop(ops: WqfsOperations) -> None:
+    """What SIGTERM and `wqfs unmount` do: wake every reader, let them go, end the session
+    (serve's finally then unmounts, lazily)."""
+    ops.shutdown()
+    await trio.sleep(STOP_GRACE)
+    pyfuse3.terminate()
+
+
 async def _signals(ops: WqfsOperations) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("signal %d: unmounting", signum)
-            ops.shutdown()
-            pyfuse3.terminate()
+            await _stop(ops)
             return
 
 
-def _unmount_requested(ops: WqfsOperations) -> None:
-    """`wqfs unmount` asked over the socket: as SIGTERM (serve's finally unmounts, lazily)."""
-    ops.shutdown()
-    pyfuse3.terminate()
+def _unmount_requested(ops: WqfsOperations, nursery: trio.Nursery) -> None:
+    """`wqfs unmount` asked over the socket: as SIGTERM."""
+    nursery.start_soon(_stop, ops)
 
 
 def serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]] = None) -> None:

@@ -598,9 +598,11 @@ class WqfsOperations(pyfuse3.Operations):
         await self._sleep(handle.waiters, request, math.inf)
 
     async def _sleep(self, waiters: "set[Waiter]", request: Optional[Request], timeout: float) -> None:
-        """Park one request in waiters until woken or timeout; EINTR when interrupted or stopping."""
+        """Park one request in waiters until woken or timeout; EINTR when interrupted, and
+        ENOTCONN ("Transport endpoint is not connected", what every later call on the mount
+        gets) when the daemon stops."""
         if self._closing:
-            raise pyfuse3.FUSEError(errno.EINTR)
+            raise pyfuse3.FUSEError(errno.ENOTCONN)
         waiter = Waiter()
         if REQUESTS.on_interrupt(request, waiter.interrupt):
             raise pyfuse3.FUSEError(errno.EINTR)
@@ -613,8 +615,10 @@ class WqfsOperations(pyfuse3.Operations):
             waiters.discard(waiter)
             self._waiters.discard(waiter)
             REQUESTS.forget(request)
-        if waiter.interrupted or self._closing:
+        if waiter.interrupted:
             raise pyfuse3.FUSEError(errno.EINTR)
+        if self._closing:
+            raise pyfuse3.FUSEError(errno.ENOTCONN)
 
     @handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
