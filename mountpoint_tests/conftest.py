@@ -1,6 +1,7 @@
 """Fixtures: a real wqfs daemon on a temporary mountpoint, always unmounted afterwards."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -25,14 +26,27 @@ class Daemon(TemporaryMount):
                          prefix="wqfs-test-", cwd=ROOT)
 
 
-@pytest.fixture(scope="session")
-def daemon() -> Iterator[Daemon]:
-    d = Daemon()
+@contextlib.contextmanager
+def stopped_after(d: Daemon) -> Iterator[Daemon]:
+    """d for the block; then stopped, and no internal error may be in its log."""
     try:
         yield d
     finally:
         d.stop()
-        assert "Traceback" not in d.log() or "internal error" not in d.log(), d.log()
+        assert "internal error" not in d.log(), d.log()
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    with stopped_after(Daemon()) as d:
+        yield d
+
+
+@pytest.fixture
+def own_daemon() -> Iterator[Daemon]:
+    """A daemon of the test's own: a test that froze or limited it does so to nobody else."""
+    with stopped_after(Daemon()) as d:
+        yield d
 
 
 @pytest.fixture

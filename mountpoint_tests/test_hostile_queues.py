@@ -55,13 +55,8 @@ if "1" in out:  # a refused (2-page) queue still takes a size of one page
 
 
 @pytest.fixture
-def private() -> Iterator[Daemon]:
-    d = Daemon()
-    try:
-        yield d
-    finally:
-        d.stop()
-        assert "internal error" not in d.log(), d.log()
+def private(own_daemon: Daemon) -> Daemon:
+    return own_daemon
 
 
 @contextlib.contextmanager

@@ -49,13 +49,8 @@ def run_argv(mnt: str, *argv: str) -> list[str]:
 
 
 @pytest.fixture
-def own() -> Iterator[Daemon]:
-    """A daemon of this test's own: a test that froze it would freeze nobody else's tests."""
-    d = Daemon()
-    try:
-        yield d
-    finally:
-        d.stop()
+def own(own_daemon: Daemon) -> Daemon:
+    return own_daemon
 
 
 @pytest.fixture
