@@ -333,3 +333,19 @@ def test_the_readmes_python_examples_are_python():
     assert blocks
     for block in blocks:
         compile(block, "README.md", "exec")  # a SyntaxError (say, a top-level `async with`) fails here
+
+
+def test_verbose_lines_carry_the_time_the_caller_and_the_answer():
+    import re
+    from conftest import Daemon, stopped_after
+    with stopped_after(Daemon("-v")) as d:
+        os.stat(os.path.join(d.path, "@s"))
+        key = os.path.join(d.path, "@s", "user:logged")
+        write_key(key, b"v")
+        with open(key, "rb") as f:
+            f.read()
+        log = d.log()
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} wqfs: "
+    assert re.search(stamp + rf"lookup\(1, b'@s', pid=\d+ uid={os.getuid()}\) -> ok$", log, re.M), log
+    # read and write carry no request context in pyfuse3: their pid is libfuse's
+    assert re.search(stamp + rf"read\(pid={os.getpid()}, \d+, 0, \d+\) -> ok$", log, re.M), log

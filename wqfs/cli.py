@@ -72,7 +72,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from . import daemon
     mountpoint = _check_mountpoint(args.mountpoint or default_mountpoint(), args.mountpoint is None)
     level = logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="wqfs: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s wqfs: %(message)s" if args.verbose else "wqfs: %(message)s")
     if args.foreground:
         ops = _init(mountpoint, args)
         print(_banner(mountpoint), flush=True)

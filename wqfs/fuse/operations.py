@@ -42,29 +42,43 @@ def handler(fn: F) -> F:
 
     @functools.wraps(fn)
     async def wrapper(self: "WqfsOperations", *args: Any) -> Any:
+        caller = REQUESTS.peek() if self.verbose else None  # for the log line; before any await
         try:
             result = await fn(self, *args)
         except KernelError as error:
             if self.verbose:
-                log.info("%s%r -> %s", fn.__name__, _brief(args), error)
+                log.info("%s%s -> %s", fn.__name__, _brief(args, caller), error)
             raise pyfuse3.FUSEError(error.errno) from None
         except pyfuse3.FUSEError as error:
             if self.verbose:
-                log.info("%s%r -> %s", fn.__name__, _brief(args), errno.errorcode.get(error.errno, error.errno))
+                log.info("%s%s -> %s", fn.__name__, _brief(args, caller),
+                         errno.errorcode.get(error.errno, error.errno))
             raise
         except Exception:
-            log.exception("internal error in %s%r", fn.__name__, _brief(args))
+            log.exception("internal error in %s%s", fn.__name__, _brief(args, caller))
             raise pyfuse3.FUSEError(errno.EIO) from None
         if self.verbose:
-            log.info("%s%r -> ok", fn.__name__, _brief(args))
+            log.info("%s%s -> ok", fn.__name__, _brief(args, caller))
         return result
 
     return wrapper  # type: ignore[return-value]
 
 
-def _brief(args: tuple) -> tuple:
-    return tuple(a if isinstance(a, (int, str)) else (a[:40] if isinstance(a, bytes) else type(a).__name__)
-                 for a in args)
+def _brief(args: tuple, caller: Optional[Request] = None) -> str:
+    """A request's arguments for a log line: the caller as pid and uid (a request without a
+    context, such as read or write, by the pid of libfuse's request log), bytes cut at 40."""
+    parts = [] if caller is None or any(isinstance(a, pyfuse3.RequestContext) for a in args) \
+        else [f"pid={caller.pid}"]
+    for a in args:
+        if isinstance(a, pyfuse3.RequestContext):
+            parts.append(f"pid={a.pid} uid={a.uid}")
+        elif isinstance(a, (int, str)):
+            parts.append(repr(a))
+        elif isinstance(a, bytes):
+            parts.append(repr(a[:40]))
+        else:
+            parts.append(type(a).__name__)
+    return "(" + ", ".join(parts) + ")"
 
 
 Handle = Union[KeyFile, QueueFile, EventFile, DirHandle]

@@ -119,6 +119,10 @@ class RequestLog:
         request, self._current = self._current, None
         return request
 
+    def peek(self) -> Optional[Request]:
+        """The request whose handler is starting, left for its handler's current()."""
+        return self._current
+
     def on_interrupt(self, request: Optional[Request], callback: Callable[[], None]) -> bool:
         """Call callback when the kernel interrupts request; True if it already did."""
         if request is None:
