@@ -17,6 +17,7 @@ import sys
 
 import trio
 
+from wqfs.fuse.callers import CallerTable
 from wqfs.syscalls.front import SyscallFront
 from wqfs.syscalls.run import Supervised
 from wqfs.syscalls.transfer import TransferPool
@@ -29,6 +30,7 @@ class FloorFront(SyscallFront):
         self.served = 0
         self.dropped = 0
         self.transfers = TransferPool()
+        self.callers = CallerTable()
 
     async def dispatch(self, call):  # type: ignore[override]
         return 0

@@ -45,7 +45,7 @@ class TaskGone(Exception):
 def _stat(pid: int, dir_fd: Optional[int] = None) -> Optional[list[str]]:
     """Fields of /proc/PID/stat after the command name (read through dir_fd, a /proc/PID
     directory that names one task for ever, when given)."""
-    data = _read_proc("stat" if dir_fd is not None else f"/proc/{pid}/stat", dir_fd)
+    data = _proc_file(pid, "stat", dir_fd)
     if not data:
         return None
     text = data.decode("ascii", "replace")
@@ -63,6 +63,11 @@ def start_time(pid: int) -> Optional[int]:
 def alive(owner: tuple[int, int]) -> bool:
     pid, started = owner
     return start_time(pid) == started
+
+
+def _proc_file(pid: int, name: str, dir_fd: Optional[int]) -> Optional[bytes]:
+    """/proc/PID/NAME, or NAME in dir_fd (an open /proc/PID directory) when given."""
+    return _read_proc(name if dir_fd is not None else f"/proc/{pid}/{name}", dir_fd)
 
 
 def _read_proc(path: str, dir_fd: Optional[int] = None) -> Optional[bytes]:
@@ -116,7 +121,7 @@ class CallerTable:
         answer even through SIGKILL), so their tid is stable for the request; trapped callers
         can, which is why the syscall front passes dir_fd."""
         fields = _stat(tid, dir_fd)
-        status = _read_proc("status" if dir_fd is not None else f"/proc/{tid}/status", dir_fd)
+        status = _proc_file(tid, "status", dir_fd)
         if fields is None or not status:
             raise TaskGone(tid)
         started = int(fields[19])
@@ -211,18 +216,19 @@ class CallerTable:
             if now - when < _TTL and known_uid == uid and known_gid == gid and _same_task(fd):
                 return cred
             self._forget_cred(tid)
+        try:  # first: the task it names is then the one whose /proc is read below
+            fd: Optional[int] = os.pidfd_open(tid, _PIDFD_THREAD)
+        except (OSError, AttributeError):
+            fd = None
         try:
             info = self.task(tid)
         except TaskGone:
+            if fd is not None:
+                os.close(fd)
             raise KernelError(errno.ESRCH, f"caller {tid} is not visible in /proc") from None
         cred = Cred(uid, gid, info.groups, info.thread, info.process, info.session,
                     implicit_session=False, caps=info.caps)
-        try:
-            fd = os.pidfd_open(tid, _PIDFD_THREAD)
-        except (OSError, AttributeError):
-            return cred
-        if start_time(tid) != info.thread[1]:  # not the task whose status was read: keep nothing
-            os.close(fd)
+        if fd is None:
             return cred
         if len(self._creds) >= _CREDS_MAX:
             self.forget_creds()
@@ -282,7 +288,7 @@ def nofile_limit(pid: int, dir_fd: Optional[int] = None) -> int:
             return 1 << 30 if soft == resource.RLIM_INFINITY else soft
         except (OSError, ValueError):
             pass
-    data = _read_proc("limits" if dir_fd is not None else f"/proc/{pid}/limits", dir_fd)
+    data = _proc_file(pid, "limits", dir_fd)
     start = data.find(b"\nMax open files") if data else -1
     if data is not None and start >= 0:
         end = data.find(b"\n", start + 1)

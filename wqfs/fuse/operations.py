@@ -14,13 +14,13 @@ import os
 import select
 import stat
 import time
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar, Union
 
 import pyfuse3
 import trio
 
 from .. import abi
-from ..kernel import Cred, Kernel, KernelError, Key, KeyState, KeyUnderConstruction, WatchQueue, permission
+from ..kernel import Cred, id_arg, Kernel, KernelError, Key, KeyState, KeyUnderConstruction, WatchQueue, permission
 from ..kernel.keytypes import lookup_type
 from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
 from ..kernel.filter import Filter
@@ -290,14 +290,16 @@ class WqfsOperations(pyfuse3.Operations):
             return key
         return _check_view(self.kernel, cred, self._member(ring, name))
 
-    def _own_pending(self, ring: Key, name: bytes, cred: Cred) -> Optional[int]:
-        """The inode of the caller's own file being created as name in ring. Until its close
-        commits it (add_key) there is no such key, so no other user may see the name."""
+    def _own_pendings(self, ring: Key, cred: Cred) -> Iterator[tuple[int, KeyFile]]:
+        """(inode, file) of the caller's own files being created in ring. Until its close
+        commits one (add_key) there is no such key, so no other user may see its name."""
         for inode, (kind, value) in self._dynamic.items():
-            if (kind == "pending" and value.serial is None and value.ring == ring.serial
-                    and value.entry_name == name and value.cred.uid == cred.uid):
-                return inode
-        return None
+            if kind == "pending" and value.serial is None and value.ring == ring.serial \
+                    and value.cred.uid == cred.uid:
+                yield inode, value
+
+    def _own_pending(self, ring: Key, name: bytes, cred: Cred) -> Optional[int]:
+        return next((inode for inode, value in self._own_pendings(ring, cred) if value.entry_name == name), None)
 
     # -------------------------------------------------------------- lookup
 
@@ -414,10 +416,8 @@ class WqfsOperations(pyfuse3.Operations):
                     handle.entries.append((names.entry_name(member), self._key_attr(member)))
                 else:
                     handle.entries.append((str(member.serial).encode(), self._hidden_attr(member)))
-            for pending_inode, (kind, value) in self._dynamic.items():
-                if (kind == "pending" and value.serial is None and value.ring == ring.serial
-                        and value.cred.uid == cred.uid):  # not a key yet: its creator's alone
-                    handle.entries.append((value.entry_name, self._attr(pending_inode, cred)))
+            for pending_inode, value in self._own_pendings(ring, cred):
+                handle.entries.append((value.entry_name, self._attr(pending_inode, cred)))
         return self._add_handle(handle)
 
     @handler
@@ -726,7 +726,7 @@ class WqfsOperations(pyfuse3.Operations):
         if fields.update_uid or fields.update_gid:
             uid = attr.st_uid if fields.update_uid else -1
             gid = attr.st_gid if fields.update_gid else -1
-            self.kernel.chown(cred, key.serial, _id(uid), _id(gid))
+            self.kernel.chown(cred, key.serial, id_arg(uid), id_arg(gid))
         return self._attr(inode, cred)
 
     # ---------------------------------------------------------------- xattrs
@@ -828,10 +828,6 @@ class WqfsOperations(pyfuse3.Operations):
         self._closing = True
         for waiter in list(self._waiters):
             waiter.event.set()
-
-
-def _id(value: int) -> int:
-    return -1 if value in (-1, 0xFFFFFFFF) else value
 
 
 def _check_view(kernel: Kernel, cred: Cred, key: Key) -> Key:

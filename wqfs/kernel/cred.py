@@ -39,3 +39,10 @@ class Cred:
 
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
+
+
+def id_arg(value: int) -> int:
+    """A uid_t or gid_t argument as keyctl_chown_key takes it: unsigned 32 bits, (uid_t)-1 (or
+    -1 itself) meaning "leave it", which Kernel.chown calls -1."""
+    value &= 0xFFFFFFFF
+    return -1 if value == 0xFFFFFFFF else value

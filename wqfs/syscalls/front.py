@@ -20,7 +20,7 @@ import trio
 
 from .. import abi
 from ..fuse.callers import CallerTable
-from ..kernel import Cred, Kernel, KernelError, KeyUnderConstruction, WatchQueue
+from ..kernel import Cred, id_arg, Kernel, KernelError, KeyUnderConstruction, WatchQueue
 from ..kernel.filter import Filter
 from . import memory, seccomp
 from .seccomp import Notification
@@ -43,12 +43,6 @@ def _i32(value: int) -> int:
 
 def _u32(value: int) -> int:
     return value & 0xFFFFFFFF
-
-
-def _id(value: int) -> int:
-    """A uid_t or gid_t argument: unsigned, with (uid_t)-1 meaning "leave it" (keyctl_chown_key)."""
-    value &= 0xFFFFFFFF
-    return -1 if value == 0xFFFFFFFF else value
 
 
 class SyscallFront:
@@ -94,7 +88,7 @@ class SyscallFront:
         if TRAP_DELAY:
             await trio.sleep(TRAP_DELAY)
         try:
-            call = Trapped(listener, notif, self.transfers)
+            call = Trapped(listener, notif, self.transfers, self.callers)
         except Dropped:
             self.dropped += 1
             return  # killed or interrupted before we looked: the kernel restarts or drops it
@@ -146,7 +140,7 @@ class SyscallFront:
             return self._write_nothing(call, _i32(args[0]))
         if notif.nr == seccomp.SYS_splice:
             return self._splice(call, _i32(args[0]))
-        cred = call.cred(self.callers)
+        cred = call.cred()
         if notif.nr == seccomp.SYS_add_key:
             return await self._add_key(call, cred, args)
         if notif.nr == seccomp.SYS_request_key:
@@ -162,8 +156,7 @@ class SyscallFront:
         flags = _u32(notif.args[1])
         if flags & ~PIPE2_FLAGS:
             raise KernelError(errno.EINVAL, "unknown pipe2 flags")
-        cred = call.cred(self.callers)
-        uid = cred.uid
+        cred = call.cred()
         read_name, write_name = self.ops.new_pipe(cred, call.pid)
         nonblock = os.O_NONBLOCK if flags & os.O_NONBLOCK else 0
         base = os.path.join(self.mountpoint, ".pipe")
@@ -177,10 +170,10 @@ class SyscallFront:
             call.require_valid()
             # do_pipe2 installs the fds only once copy_to_user succeeded: on EFAULT the
             # caller has none, so the array is probed before any fd is put there.
-            await call.copy(uid, memory.probe_writable, notif.args[0], 8)
+            await call.copy(memory.probe_writable, notif.args[0], 8)
             cloexec = bool(flags & os.O_CLOEXEC)
             remote = [seccomp.add_fd(call.listener, notif.id, fd, cloexec) for fd in fds]
-            await call.write(uid, notif.args[0], struct.pack("<ii", *remote))
+            await call.write(notif.args[0], struct.pack("<ii", *remote))
             return 0
         finally:
             for fd in fds:  # close() flushes through FUSE: never on the loop's own thread
@@ -219,13 +212,15 @@ class SyscallFront:
 
     async def _ioctl(self, call: Trapped, fd: int, cmd: int, arg: int) -> object:
         if cmd == abi.FIONBIO:
-            if isinstance(self._pipe_end(call, fd), str):
+            end = self._pipe_end(call, fd)
+            if isinstance(end, str):
                 return CONTINUE  # not one of ours: nothing to note, the kernel answers
             try:
-                value = struct.unpack("<i", await call.read(self._uid(call), arg, 4))[0]
+                value = struct.unpack("<i", await call.read(arg, 4))[0]
             except KernelError:
                 return CONTINUE  # the kernel's EFAULT
-            return self._set_nonblocking(call, fd, value != 0)
+            self.ops.set_pipe_nonblocking(end[0], end[1], value != 0)
+            return CONTINUE
         queue, kind = self.queue_of(call, fd)
         if queue is None:
             if cmd == abi.FIONREAD or kind == "badf":
@@ -234,19 +229,16 @@ class SyscallFront:
                 raise KernelError(errno.ENODEV, "not a notification pipe")
             raise KernelError(errno.ENOTTY, "not a pipe")
         if cmd == abi.FIONREAD:
-            await call.write(self._uid(call), arg, struct.pack("<i", queue.nbytes))
+            await call.write(arg, struct.pack("<i", queue.nbytes))
             return 0
         if cmd == abi.IOC_WATCH_QUEUE_SET_SIZE:
-            queue.set_size(_i32(arg) if arg < (1 << 63) else -1, call.cred(self.callers))
+            queue.set_size(_i32(arg) if arg < (1 << 63) else -1, call.cred())
             return 0
         if arg == 0:
             queue.set_filter(None)
             return 0
-        queue.set_filter(Filter.from_bytes(await call.copy(self._uid(call), _read_filter, arg)))
+        queue.set_filter(Filter.from_bytes(await call.copy(_read_filter, arg)))
         return 0
-
-    def _uid(self, call: Trapped) -> int:
-        return call.info(self.callers).fsuid
 
     # ---- the calls that differ on a notification pipe ----
     # The read and write ends are FUSE files: these would otherwise get a file's answers.
@@ -282,50 +274,49 @@ class SyscallFront:
         plen = args[3]
         if plen > abi.ADD_KEY_MAX_PAYLOAD:  # checked before anything is copied in
             raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
-        type_name, description, payload = await call.copy(cred.uid, _read_add_key, args[0], args[1], args[2], plen)
+        type_name, description, payload = await call.copy(_read_add_key, args[0], args[1], args[2], plen)
         return self.kernel.add_key(cred, type_name, description, payload, _i32(args[4]))
 
     async def _request_key(self, call: Trapped, cred: Cred, args: tuple[int, ...]) -> int:
-        type_name, description = await call.copy(cred.uid, _read_request_key, args[0], args[1], args[2])
+        type_name, description = await call.copy(_read_request_key, args[0], args[1], args[2])
         return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
 
     # ---- keyctl ----
 
-    async def _copy_out(self, call: Trapped, uid: int, buffer: int, buflen: int, data: bytes, whole: bool) -> int:
+    async def _copy_out(self, call: Trapped, buffer: int, buflen: int, data: bytes, whole: bool) -> int:
         """Describe-style copies truncate; read-style copies only when everything fits."""
         if buffer and buflen > 0:
             if len(data) <= buflen:
-                await call.write(uid, buffer, data)
+                await call.write(buffer, data)
             elif not whole:
-                await call.write(uid, buffer, data[:buflen])
+                await call.write(buffer, data[:buflen])
         return len(data)
 
     async def _keyctl(self, call: Trapped, cred: Cred, args: tuple[int, ...]) -> object:
         option, a2, a3, a4, a5 = _i32(args[0]), args[1], args[2], args[3], args[4]
         k = self.kernel
-        uid = cred.uid
         if option == abi.KEYCTL_GET_KEYRING_ID:
             return k.get_keyring_id(cred, _i32(a2), bool(_i32(a3)))
         if option == abi.KEYCTL_JOIN_SESSION_KEYRING:
-            name = await call.copy(uid, memory.strndup_user, a2, abi.KEY_MAX_DESC_SIZE) if a2 else None
+            name = await call.copy(memory.strndup_user, a2, abi.KEY_MAX_DESC_SIZE) if a2 else None
             return self.callers.join_session(self.kernel, cred, call.pid, name)
         if option == abi.KEYCTL_UPDATE:
             if a4 > abi.UPDATE_MAX_PAYLOAD:
                 raise KernelError(errno.EINVAL, "an update payload is at most 4096 bytes")
-            k.update(cred, _i32(a2), await call.read(uid, a3, a4) if a4 else b"")
+            k.update(cred, _i32(a2), await call.read(a3, a4) if a4 else b"")
             return 0
         if option == abi.KEYCTL_REVOKE:
             k.revoke(cred, _i32(a2))
             return 0
         if option == abi.KEYCTL_CHOWN:
-            k.chown(cred, _i32(a2), _id(a3), _id(a4))
+            k.chown(cred, _i32(a2), id_arg(a3), id_arg(a4))
             return 0
         if option == abi.KEYCTL_SETPERM:
             k.setperm(cred, _i32(a2), _u32(a3))
             return 0
         if option == abi.KEYCTL_DESCRIBE:
             text = k.describe(cred, _i32(a2)).encode("utf-8", "surrogateescape") + b"\0"
-            return await self._copy_out(call, uid, a3, _u32(a4), text, whole=True)  # buflen is unsigned int
+            return await self._copy_out(call, a3, _u32(a4), text, whole=True)  # buflen is unsigned int
         if option == abi.KEYCTL_CLEAR:
             k.clear(cred, _i32(a2))
             return 0
@@ -336,18 +327,18 @@ class SyscallFront:
             k.unlink(cred, _i32(a2), _i32(a3))
             return 0
         if option == abi.KEYCTL_SEARCH:
-            type_name, description = await call.copy(uid, _read_type_and_description, a3, a4)
+            type_name, description = await call.copy(_read_type_and_description, a3, a4)
             return k.search(cred, _i32(a2), type_name, description, _i32(a5))
         if option == abi.KEYCTL_READ:
-            return await self._copy_out(call, uid, a3, a4, k.read(cred, _i32(a2), a4 if a3 else 0), whole=True)
+            return await self._copy_out(call, a3, a4, k.read(cred, _i32(a2), a4 if a3 else 0), whole=True)
         if option == abi.KEYCTL_INSTANTIATE:
             if a4 > abi.ADD_KEY_MAX_PAYLOAD:
                 raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
-            payload = await call.read(uid, a3, a4) if a3 and a4 else b""
+            payload = await call.read(a3, a4) if a3 and a4 else b""
             k.instantiate(cred, _i32(a2), payload, _i32(a5))
             return 0
         if option == abi.KEYCTL_INSTANTIATE_IOV:
-            payload = await call.copy(uid, _read_iov, a3, a4)
+            payload = await call.copy(_read_iov, a3, a4)
             k.instantiate(cred, _i32(a2), payload, _i32(a5))
             return 0
         if option == abi.KEYCTL_NEGATE:
@@ -362,7 +353,7 @@ class SyscallFront:
         if option == abi.KEYCTL_GET_SECURITY:
             k.get_security(cred, _i32(a2))
             if a3 and a4 > 0:  # no LSM: an empty string, copied whenever there is room
-                await call.write(uid, a3, b"\0")
+                await call.write(a3, b"\0")
             elif a4 > 0:
                 raise KernelError(errno.EFAULT, "NULL buffer")
             return 1
@@ -379,7 +370,7 @@ class SyscallFront:
             type_name: Optional[str] = "" if a3 else None  # one without the other: EINVAL, unread
             restriction: Optional[str] = "" if a4 else None
             if a3 and a4:
-                type_name, restriction = await call.copy(uid, _read_restriction, a3, a4)
+                type_name, restriction = await call.copy(_read_restriction, a3, a4)
             k.restrict_keyring(cred, _i32(a2), type_name, restriction)
             return 0
         if option == abi.KEYCTL_MOVE:
@@ -388,7 +379,7 @@ class SyscallFront:
         if option == abi.KEYCTL_CAPABILITIES:
             caps = k.capabilities()
             if a3 > 0:  # copies what fits and zeroes the rest of the buffer
-                await call.write(uid, a2, caps[:a3] + bytes(max(0, min(a3, 1 << 20) - len(caps))))
+                await call.write(a2, caps[:a3] + bytes(max(0, min(a3, 1 << 20) - len(caps))))
             return len(caps)
         if option == abi.KEYCTL_WATCH_KEY:
             # The queue is resolved first, but the kernel checks it after the tag and the key.

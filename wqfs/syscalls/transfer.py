@@ -33,7 +33,7 @@ class Abandoned(Exception):
 
 
 class _Job:
-    __slots__ = ("fn", "args", "task", "token", "cancelled", "started", "valid", "uid", "done")
+    __slots__ = ("fn", "args", "task", "token", "cancelled", "started", "valid", "uid")
 
     def __init__(self, fn: Callable[..., Any], args: tuple, uid: int, valid: Callable[[], bool]) -> None:
         self.fn = fn
@@ -44,7 +44,6 @@ class _Job:
         self.started = time.monotonic()
         self.valid = valid
         self.uid = uid
-        self.done = False
 
 
 class TransferPool:

@@ -29,13 +29,14 @@ class Dropped(Exception):
 class Trapped:
     """A notification and the /proc directory of its task."""
 
-    __slots__ = ("listener", "notif", "pid", "_dir", "_info", "_pool")
+    __slots__ = ("listener", "notif", "pid", "_dir", "_info", "_pool", "_callers")
 
-    def __init__(self, listener: int, notif: Notification, pool: TransferPool) -> None:
+    def __init__(self, listener: int, notif: Notification, pool: TransferPool, callers: CallerTable) -> None:
         self.listener = listener
         self.notif = notif
         self.pid = notif.pid
         self._pool = pool
+        self._callers = callers
         self._info: Optional[TaskInfo] = None
         try:
             self._dir: Optional[int] = os.open(f"/proc/{notif.pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -63,17 +64,17 @@ class Trapped:
 
     # ---- who the task is ----
 
-    def info(self, callers: CallerTable) -> TaskInfo:
+    def info(self) -> TaskInfo:
         if self._info is None:
             try:
-                self._info = callers.task(self.pid, self._dir)
+                self._info = self._callers.task(self.pid, self._dir)
             except TaskGone:
                 raise Dropped() from None
         return self._info
 
-    def cred(self, callers: CallerTable) -> Cred:
+    def cred(self) -> Cred:
         """The task's credentials now: fsuid, fsgid, groups, capabilities, keyring owners."""
-        info = self.info(callers)
+        info = self.info()
         return Cred(info.fsuid, info.fsgid, info.groups, info.thread, info.process, info.session,
                     implicit_session=True, caps=info.caps)
 
@@ -91,27 +92,23 @@ class Trapped:
 
     # ---- its memory ----
 
-    async def copy(self, uid: int, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(pid, *args) on a copy thread (it reads or writes the caller's memory), then the
-        call must still be valid: what was read may be of another task otherwise."""
+    async def copy(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(pid, *args) on a copy thread (it reads or writes the caller's memory), within the
+        copy allowance of the task's fsuid; then the call must still be valid: what was read
+        may be of another task otherwise."""
         try:
-            result = await self._pool.run(uid, self.valid, fn, self.pid, *args)
+            result = await self._pool.run(self.info().fsuid, self.valid, fn, self.pid, *args)
         except Abandoned:
             raise Dropped() from None
         self.require_valid()
         return result
 
-    async def read(self, uid: int, address: int, length: int) -> bytes:
-        return await self.copy(uid, memory.read, address, length)
+    async def read(self, address: int, length: int) -> bytes:
+        return await self.copy(memory.read, address, length)
 
-    async def write(self, uid: int, address: int, data: bytes) -> None:
+    async def write(self, address: int, data: bytes) -> None:
         """copy_to_user: checked valid on the copy thread right before the write itself."""
-        await self.copy(uid, memory.write_checked, self.valid, address, data)
+        await self.copy(memory.write_checked, self.valid, address, data)
 
 
-def uid_of(call: Trapped, callers: CallerTable) -> int:
-    """Whose copy allowance a call uses: its task's fsuid."""
-    return call.info(callers).fsuid
-
-
-__all__ = ["Dropped", "Trapped", "uid_of"]
+__all__ = ["Dropped", "Trapped"]
