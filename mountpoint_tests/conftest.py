@@ -1,39 +1,20 @@
-"""Fixtures: a real wqfs daemon on a temporary mountpoint, always unmounted afterwards."""
+"""Fixtures: a real wqfs daemon on a temporary mountpoint, always unmounted afterwards; and for
+the core unit tests, an emulated kernel on a fake clock. Helpers live in helpers.py (the mount
+tests) and corelib.py (the core tests); test files import from there, never from here."""
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-import time
 import uuid
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from wqfs.harness import TemporaryMount
-from wqfs.mounts import force_unmount, is_mounted  # noqa: F401 (tests import them from here)
+from helpers import Daemon, stopped_after
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GC_DELAY = 1.0  # seconds revoked/expired keys linger in the test daemon (kernel: 300)
-
-
-class Daemon(TemporaryMount):
-    """The suite's `wqfs mount -f` (--allow-other unless told, a short GC delay); its log is kept
-    for failing tests."""
-
-    def __init__(self, *extra: str, allow_other: bool = True) -> None:
-        super().__init__([*(["--allow-other"] if allow_other else []), "--gc-delay", str(GC_DELAY), *extra],
-                         prefix="wqfs-test-", cwd=ROOT)
-
-
-@contextlib.contextmanager
-def stopped_after(d: Daemon) -> Iterator[Daemon]:
-    """d for the block; then stopped, and no internal error may be in its log."""
-    try:
-        yield d
-    finally:
-        d.stop()
-        assert "internal error" not in d.log(), d.log()
+if TYPE_CHECKING:
+    from corelib import Clock
+    from wqfs.kernel import Kernel, WatchQueue
 
 
 @pytest.fixture(scope="session")
@@ -68,106 +49,6 @@ def ring(mnt: str) -> Iterator[str]:
         os.rmdir(path)
     except OSError:
         pass
-
-
-def serial(path: str) -> int:
-    """A key's serial is its inode number's low 32 bits (and its xattr)."""
-    return int(os.getxattr(path, "user.keyctl.serial"))
-
-
-# ---- helpers shared by the mount tests (test_tree, test_queue, test_events, ...) ----
-
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-WAIT = 15.0  # generous upper bound for asynchronous things (GC, a subprocess starting)
-
-
-def rec(record) -> tuple:
-    """A record as a comparable tuple: ("key", subtype, key_id, aux, tag), ("removal", id, tag), ("loss",)."""
-    from wqfs.records import KeyNotification, Loss, Removal
-    if isinstance(record, KeyNotification):
-        return ("key", record.subtype, record.key_id, record.aux, record.tag)
-    if isinstance(record, Removal):
-        return ("removal", record.id, record.tag)
-    if isinstance(record, Loss):
-        return ("loss",)
-    return ("other", record)
-
-
-def drain(queue) -> list:
-    """Every record readable now from a non-blocking Queue, as tuples."""
-    out = []
-    while True:
-        try:
-            records = queue.read()
-        except BlockingIOError:
-            return out
-        assert records, "a watch_queue read returned EOF"
-        out.extend(rec(r) for r in records)
-
-
-def wait_records(queue, count: int, timeout: float = WAIT) -> list:
-    """Poll and read until at least count records have arrived (or the timeout passes)."""
-    import select
-    out: list = []
-    deadline = time.monotonic() + timeout
-    poller = select.poll()
-    poller.register(queue.fileno(), select.POLLIN)
-    while len(out) < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        if poller.poll(int(min(left, 0.5) * 1000)):
-            out.extend(drain(queue))
-    return out
-
-
-def write_key(path: str, payload: bytes) -> None:
-    """open(O_CREAT|O_TRUNC) + write + close: add_key for a new name, update for an existing one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, payload)
-    finally:
-        os.close(fd)
-
-
-def sh(command: str, *, nobody: bool = False, timeout: float = 30) -> subprocess.CompletedProcess:
-    argv = (NOBODY if nobody else []) + ["sh", "-c", command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd="/")
-
-
-def wait_blocked_in_read(pid: int, timeout: float = WAIT, syscall_nr: str = "0") -> None:
-    """Wait until the task sits in read(2) (or syscall_nr) on a FUSE request the daemon has not answered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/wchan") as f:
-                wchan = f.read().strip()
-            with open(f"/proc/{pid}/syscall") as f:
-                syscall = f.read().split()
-        except OSError:
-            raise AssertionError(f"process {pid} went away before blocking")
-        if wchan == "request_wait_answer" and syscall and syscall[0] == syscall_nr:
-            time.sleep(0.05)  # the daemon has the request; let it reach its wait
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} never blocked in read (wchan {wchan!r}, syscall {syscall[:1]})")
-
-
-def read_line(stream, timeout: float = WAIT) -> str:
-    """One line from a subprocess pipe, or '' if none came in time."""
-    import select
-    fd = stream.fileno()
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode(errors="replace")
 
 
 @pytest.fixture
@@ -217,3 +98,28 @@ def procs() -> Iterator[list]:
         for stream in (proc.stdout, proc.stderr, proc.stdin):
             if stream is not None:
                 stream.close()
+
+
+# ---------------------------------------------------------------- the core unit tests (no FUSE)
+# corelib is imported in the fixtures, not here: it imports core internals whose paths move
+# during a reorganisation, and that should break the core tests only, not the mount tests.
+
+@pytest.fixture
+def clock() -> Clock:
+    """The kernel's time, advanced by hand: expiry and the GC delay without sleeping."""
+    from corelib import Clock
+    return Clock()
+
+
+@pytest.fixture
+def kernel(clock: Clock) -> Kernel:
+    """A Kernel on the fake clock with the kernel's GC delay and a fixed serial seed."""
+    from corelib import new_kernel
+    return new_kernel(clock)
+
+
+@pytest.fixture
+def q() -> WatchQueue:
+    """A WatchQueue sized 256 (the size watch_test.c and LTP use). test_errors.py has its own q."""
+    from corelib import new_queue
+    return new_queue()

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from conftest import (ROOT, WAIT, force_unmount, is_mounted, read_line, serial, wait_blocked_in_read,
-                      write_key)
+from helpers import (GC_DELAY, ROOT, WAIT, Daemon, read_line, serial, stopped_after, wait_blocked_in_read,
+                     write_key)
+
+from wqfs.mounts import force_unmount, is_mounted
 
 
 def wqfs(*args: str, input: bytes | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -227,7 +229,7 @@ def test_mount_in_the_background_then_unmount():
     path = os.path.join(base, "mnt")
     os.mkdir(path)
     try:
-        result = wqfs("mount", "--gc-delay", "1", path)
+        result = wqfs("mount", "--gc-delay", str(GC_DELAY), path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.decode() == f"wqfs: mounted at {path}\n"
         assert is_mounted(path)
@@ -337,7 +339,6 @@ def test_the_readmes_python_examples_are_python():
 
 def test_verbose_lines_carry_the_time_the_caller_and_the_answer():
     import re
-    from conftest import Daemon, stopped_after
     with stopped_after(Daemon("-v")) as d:
         os.stat(os.path.join(d.path, "@s"))
         key = os.path.join(d.path, "@s", "user:logged")

@@ -7,7 +7,7 @@ import os
 import pytest
 import trio
 
-from conftest import serial, write_key
+from helpers import serial, write_key
 from wqfs import abi
 from wqfs.client import AsyncQueue, Queue, key_filter
 from wqfs.records import KeyNotification, Loss, Removal

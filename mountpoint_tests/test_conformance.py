@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 CONFORMANCE = os.path.join(ROOT, "mountpoint_tests", "conformance")
 PROGRAMS = sorted(os.path.splitext(os.path.basename(p))[0]

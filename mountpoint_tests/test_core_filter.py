@@ -1,5 +1,6 @@
-"""Unit tests of queue filters (reference §1.5, §2.2): validation, storage and matching,
-both on the Filter object and end to end through a Kernel posting key records."""
+"""Unit tests of queue filters (kernel/watch_queue.c watch_queue_set_filter and
+filter_watch_notification; the layout of include/uapi/linux/watch_queue.h): validation, storage
+and matching, both on the Filter object and end to end through a Kernel posting key records."""
 from __future__ import annotations
 
 import errno
@@ -7,13 +8,13 @@ import struct
 
 import pytest
 
-from corelib import LOSS, drain, errno_of, key_rec, removal_rec
+from corelib import (ALICE, LINKED, LOSS, REVOKED, SETATTR, UNLINKED, UPD, drain, errno_of, key_rec, new_queue,
+                     removal_rec)
 
 from wqfs import abi
-from wqfs.kernel import Cred, Filter, Kernel, TypeFilter, WatchQueue, pack_filter
+from wqfs.kernel import Filter, Kernel, TypeFilter, pack_filter
 
 ALL = 0xFFFFFFFF
-ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa")
 
 
 def raw_entry(ftype: int, info_filter: int = 0, info_mask: int = 0, words=(0,) * 8) -> bytes:
@@ -25,7 +26,7 @@ def raw_filter(*entries: bytes, nr=None, reserved=0) -> bytes:
     return struct.pack("<II", len(entries) if nr is None else nr, reserved) + b"".join(entries)
 
 
-# ------------------------------------------------------------------ layout (§1.5)
+# ------------------------------------------------------------------ layout: struct watch_notification_filter
 
 def test_pack_filter_layout():
     entry = TypeFilter(abi.WATCH_TYPE_KEY_NOTIFY, 0x100, 0xFF00, (ALL, 5))
@@ -37,7 +38,7 @@ def test_pack_filter_layout():
     assert len(pack_filter([TypeFilter(1)] * 16)) == 712
 
 
-# ------------------------------------------------------------------ validation (§2.2)
+# ------------------------------------------------------------------ validation: watch_queue_set_filter
 
 def test_nr_filters_zero_is_einval():
     assert errno_of(Filter.from_bytes, raw_filter(nr=0)) == errno.EINVAL
@@ -108,7 +109,7 @@ def test_only_subtype_word_0_is_stored_and_used():
         assert not f.matches(1, subtype, 0x10)
 
 
-# ------------------------------------------------------------------ matching (§2.2)
+# ------------------------------------------------------------------ matching: filter_watch_notification
 
 def test_matching_needs_type_subtype_and_info():
     f = Filter.from_bytes(raw_filter(raw_entry(1, 0, 0, (1 << 2 | 1 << 3,))))
@@ -148,8 +149,7 @@ def test_filter_of_only_unknown_types_rejects_everything():
 @pytest.fixture
 def setup():
     kernel = Kernel(seed=7)
-    q = WatchQueue()
-    q.set_size(256)
+    q = new_queue(256)
     ring = kernel.add_key(ALICE, "keyring", "r", b"", -3)
     key = kernel.add_key(ALICE, "user", "k", b"v", ring)
     return kernel, q, ring, key
@@ -160,17 +160,17 @@ def test_watch_test_filter_passes_key_records(setup):
     q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(ALL,))])))
     kernel.watch_key(ALICE, key, q, 1)
     kernel.update(ALICE, key, b"w")
-    assert drain(q) == key_rec(abi.NOTIFY_KEY_UPDATED, key, 0, 1)
+    assert drain(q) == key_rec(UPD, key, 0, 1)
 
 
 def test_subtype_selection(setup):
     kernel, q, ring, key = setup
-    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << abi.NOTIFY_KEY_SETATTR,))])))
+    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << SETATTR,))])))
     kernel.watch_key(ALICE, key, q, 1)
     kernel.update(ALICE, key, b"w")
     kernel.setperm(ALICE, key, 0x3F3F0000)
     kernel.update(ALICE, key, b"x")
-    assert drain(q) == key_rec(abi.NOTIFY_KEY_SETATTR, key, 0, 1)
+    assert drain(q) == key_rec(SETATTR, key, 0, 1)
     assert q.statistics().filtered == 2
 
 
@@ -183,19 +183,18 @@ def test_tag_selection_via_id_mask(setup):
     kernel.update(ALICE, key, b"w")               # tag 1: filtered out
     kernel.link(ALICE, key, ring)                 # tag 2: passes
     kernel.setperm(ALICE, key, 0x3F3F0000)        # tag 1: filtered out
-    assert drain(q) == key_rec(abi.NOTIFY_KEY_LINKED, ring, key, 2)
+    assert drain(q) == key_rec(LINKED, ring, key, 2)
 
 
 def test_same_event_filtered_per_queue(setup):
     kernel, q, ring, key = setup
-    q2 = WatchQueue()
-    q2.set_size(32)
-    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << abi.NOTIFY_KEY_REVOKED,))])))
+    q2 = new_queue(32)
+    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << REVOKED,))])))
     kernel.watch_key(ALICE, key, q, 1)
     kernel.watch_key(ALICE, key, q2, 2)
     kernel.update(ALICE, key, b"w")
     assert drain(q) == b""
-    assert drain(q2) == key_rec(abi.NOTIFY_KEY_UPDATED, key, 0, 2)
+    assert drain(q2) == key_rec(UPD, key, 0, 2)
 
 
 def test_no_filter_or_removed_filter_passes_everything(setup):
@@ -206,33 +205,32 @@ def test_no_filter_or_removed_filter_passes_everything(setup):
     assert drain(q) == b""
     q.set_filter(None)  # SET_FILTER(NULL)
     kernel.update(ALICE, key, b"x")
-    assert drain(q) == key_rec(abi.NOTIFY_KEY_UPDATED, key, 0, 1)
+    assert drain(q) == key_rec(UPD, key, 0, 1)
 
 
 def test_filter_replaced_at_any_time(setup):
     kernel, q, ring, key = setup
     kernel.watch_key(ALICE, key, q, 1)
-    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << 1,))])))
+    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << UPD,))])))
     kernel.update(ALICE, key, b"w")
     kernel.setperm(ALICE, key, 0x3F3F0000)
-    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << 7,))])))
+    q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << SETATTR,))])))
     kernel.update(ALICE, key, b"x")
     kernel.setperm(ALICE, key, 0x3F3F0000)
-    assert drain(q) == key_rec(1, key, 0, 1) + key_rec(7, key, 0, 1)
+    assert drain(q) == key_rec(UPD, key, 0, 1) + key_rec(SETATTR, key, 0, 1)
 
 
 def test_meta_records_bypass_a_reject_all_filter(setup):
     """Removal records and loss records are never filtered (watch_test has no META entry)."""
     kernel, q, ring, key = setup
-    small = WatchQueue()
-    small.set_size(1)
-    small.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << 1,))])))
+    small = new_queue(1)
+    small.set_filter(Filter.from_bytes(pack_filter([TypeFilter(1, subtype_filter=(1 << UPD,))])))
     kernel.watch_key(ALICE, key, small, 3)
     for i in range(33):
         kernel.update(ALICE, key, b"u%d" % i)
     kernel.watch_key(ALICE, key, small, -1)   # removal: lost, since the queue is full
     data = drain(small)
-    assert data == key_rec(1, key, 0, 3) * 32 + LOSS
+    assert data == key_rec(UPD, key, 0, 3) * 32 + LOSS
     kernel.watch_key(ALICE, key, small, 4)
     # a filter of unknown types only rejects every key record, yet removal passes
     small.set_filter(Filter.from_bytes(raw_filter(raw_entry(7, words=(ALL,)))))
@@ -244,11 +242,11 @@ def test_meta_records_bypass_a_reject_all_filter(setup):
 def test_meta_entry_accepted_but_changes_nothing(setup):
     kernel, q, ring, key = setup
     q.set_filter(Filter.from_bytes(pack_filter([TypeFilter(0, subtype_filter=(0,)),
-                                                TypeFilter(1, subtype_filter=(1 << 1,))])))
+                                                TypeFilter(1, subtype_filter=(1 << UPD,))])))
     kernel.watch_key(ALICE, key, q, 5)
     kernel.update(ALICE, key, b"w")
     kernel.watch_key(ALICE, key, q, -1)
-    assert drain(q) == key_rec(1, key, 0, 5) + removal_rec(key, 5)
+    assert drain(q) == key_rec(UPD, key, 0, 5) + removal_rec(key, 5)
 
 
 def test_ltp_filter_meta_and_key(setup):
@@ -258,4 +256,4 @@ def test_ltp_filter_meta_and_key(setup):
     kernel.watch_key(ALICE, key, q, 1)
     kernel.watch_key(ALICE, ring, q, 2)
     kernel.unlink(ALICE, key, ring)
-    assert drain(q) == key_rec(abi.NOTIFY_KEY_UNLINKED, ring, key, 2)
+    assert drain(q) == key_rec(UNLINKED, ring, key, 2)

@@ -3,18 +3,19 @@
 bypass, with the fs.pipe-* sysctls injected instead of read from the host."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import pytest
 
-from corelib import errno_of
+import corelib
+from corelib import PipeAccounting, PipeLimits, errno_of, pipe_accounting, read_pipe_limits
 
 from wqfs import abi
 from wqfs.kernel import Cred, Kernel, WatchQueue
-from wqfs.kernel import pipe_accounting
-from wqfs.kernel.pipe_accounting import PipeAccounting, PipeLimits, read_pipe_limits
 
-ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa", caps=0)
-BOB = Cred(1001, 1001, thread="tb", process="pb", session="sb", caps=0)
+# corelib's callers as a front that looked at CapEff sees them: with no capabilities at all
+ALICE = dataclasses.replace(corelib.ALICE, caps=0)
+BOB = dataclasses.replace(corelib.BOB, caps=0)
 RESOURCE = Cred(1000, 1000, caps=1 << abi.CAP_SYS_RESOURCE)  # alice's uid, with a capability
 ADMIN = Cred(1000, 1000, caps=1 << abi.CAP_SYS_ADMIN)
 ROOT_NO_CAPS = Cred(0, 0, caps=0)  # uid 0 without capabilities is an ordinary user here

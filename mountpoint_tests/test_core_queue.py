@@ -1,5 +1,6 @@
-"""Unit tests of WatchQueue (reference §2.1, §2.3, §2.4, §2.7, §8.2-8.4): size and capacity,
-posting and loss, and read() semantics, byte for byte."""
+"""Unit tests of WatchQueue, the notification pipe of kernel/watch_queue.c and fs/pipe.c:
+watch_queue_set_size (size and capacity), post_one_notification (posting and loss), pipe_read
+(whole records, ENOBUFS, the loss record, EOF), byte for byte."""
 from __future__ import annotations
 
 import errno
@@ -7,11 +8,9 @@ import struct
 
 import pytest
 
-from corelib import LOSS, drain, errno_of
+from corelib import ALICE, LOSS, drain, errno_of, new_queue
 
-from wqfs.kernel import Cred, Kernel, WatchQueue, capacity_for
-
-ALICE = Cred(1000, 1000, thread="ta", process="pa", session="sa")
+from wqfs.kernel import Kernel, WatchQueue, capacity_for
 
 
 def rec(n: int, tag: int = 0) -> bytes:
@@ -24,19 +23,13 @@ def short(n: int) -> bytes:
     return struct.pack("<II", 0, (n << 8) | 8)
 
 
-def sized(n: int = 256) -> WatchQueue:
-    q = WatchQueue()
-    q.set_size(n)
-    return q
-
-
-# ------------------------------------------------------------------ size (§2.1)
+# ------------------------------------------------------------------ size: watch_queue_set_size
 
 @pytest.mark.parametrize("n, cap", [(1, 32), (31, 32), (32, 32), (33, 64), (64, 64), (100, 128),
                                     (256, 256), (257, 288), (511, 512), (512, 512)])
 def test_capacity_is_whole_pages_of_32(n, cap):
     assert capacity_for(n) == cap
-    q = sized(n)
+    q = new_queue(n)
     assert q.capacity == cap
     for i in range(cap + 3):
         q.post(rec(i))
@@ -53,7 +46,7 @@ def test_size_out_of_range_is_einval(n):
 
 
 def test_size_set_twice_is_ebusy_even_if_invalid():
-    q = sized(1)
+    q = new_queue(1)
     assert errno_of(q.set_size, 64) == errno.EBUSY
     assert errno_of(q.set_size, 0) == errno.EBUSY   # EBUSY is checked before the range
     assert errno_of(q.set_size, 9999) == errno.EBUSY
@@ -72,23 +65,23 @@ def test_no_size_drops_everything_silently():
     assert drain(q) == rec(99)
 
 
-# ------------------------------------------------------------------ read (§2.4)
+# ------------------------------------------------------------------ read: fs/pipe.c pipe_read
 
 def test_read_zero_returns_empty_immediately():
-    q = sized()
+    q = new_queue()
     q.post(rec(1))
     assert q.read_nowait(0) == b""
     assert drain(q) == rec(1)
 
 
 def test_empty_with_writer_is_eagain():
-    q = sized()
+    q = new_queue()
     assert errno_of(q.read_nowait, 4096) == errno.EAGAIN
     assert q.would_block
 
 
 def test_several_whole_records_per_read_without_padding():
-    q = sized()
+    q = new_queue()
     q.post(rec(1))
     q.post(short(2))
     q.post(rec(3))
@@ -97,7 +90,7 @@ def test_several_whole_records_per_read_without_padding():
 
 
 def test_record_that_does_not_fit_first_is_enobufs_and_stays():
-    q = sized()
+    q = new_queue()
     q.post(rec(1))
     assert errno_of(q.read_nowait, 15) == errno.ENOBUFS
     assert errno_of(q.read_nowait, 1) == errno.ENOBUFS
@@ -105,7 +98,7 @@ def test_record_that_does_not_fit_first_is_enobufs_and_stays():
 
 
 def test_read_stops_before_a_record_that_does_not_fit():
-    q = sized()
+    q = new_queue()
     for i in range(3):
         q.post(rec(i))
     assert q.read_nowait(40) == rec(0) + rec(1)   # 8 bytes left are not enough for a third
@@ -113,7 +106,7 @@ def test_read_stops_before_a_record_that_does_not_fit():
 
 
 def test_short_record_fits_where_long_does_not():
-    q = sized()
+    q = new_queue()
     q.post(rec(1))
     q.post(short(2))
     q.post(rec(3))
@@ -122,7 +115,7 @@ def test_short_record_fits_where_long_does_not():
 
 
 def test_fionread_counts_queued_bytes():
-    q = sized()
+    q = new_queue()
     assert q.nbytes == 0
     q.post(rec(1))
     q.post(short(2))
@@ -131,7 +124,7 @@ def test_fionread_counts_queued_bytes():
     assert q.nbytes == 8
 
 
-# ------------------------------------------------------------------ loss (§2.3, §2.4, §8.3)
+# ------------------------------------------------------------------ loss: post_one_notification, pipe_read
 
 def fill(q: WatchQueue, start: int = 0) -> None:
     for i in range(start, start + q.capacity):
@@ -139,7 +132,7 @@ def fill(q: WatchQueue, start: int = 0) -> None:
 
 
 def test_loss_flag_on_last_record_comes_with_next_read():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     assert q.post(rec(100)) is False
     data = q.read_nowait(4096)
@@ -152,7 +145,7 @@ def test_loss_flag_on_last_record_comes_with_next_read():
 
 
 def test_many_losses_give_one_record():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     for i in range(50):
         assert q.post(rec(1000 + i)) is False
@@ -161,7 +154,7 @@ def test_many_losses_give_one_record():
 
 
 def test_loss_comes_right_after_the_flagged_record_in_the_same_read():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))                   # lost: flag on rec(31)
     assert q.read_nowait(16) == rec(0)
@@ -171,7 +164,7 @@ def test_loss_comes_right_after_the_flagged_record_in_the_same_read():
 
 
 def test_loss_waits_when_fewer_than_8_bytes_remain():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))
     q.read_nowait(16)
@@ -182,7 +175,7 @@ def test_loss_waits_when_fewer_than_8_bytes_remain():
 
 
 def test_loss_fits_but_next_record_does_not():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))
     q.read_nowait(16)
@@ -192,7 +185,7 @@ def test_loss_fits_but_next_record_does_not():
 
 
 def test_pending_loss_with_tiny_buffer_is_enobufs():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))
     drain_records = q.read_nowait(4096)
@@ -202,7 +195,7 @@ def test_pending_loss_with_tiny_buffer_is_enobufs():
 
 
 def test_pending_loss_comes_first_in_next_read():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))
     q.read_nowait(4096)
@@ -213,7 +206,7 @@ def test_pending_loss_comes_first_in_next_read():
 
 def test_ltp_wqueue09_worked_example():
     """size 1 -> 32 notes; 64 updates -> 32 records then 32 losses; reads of 433 bytes."""
-    q = sized(1)
+    q = new_queue(1)
     for i in range(64):
         q.post(rec(i, tag=1))
     assert q.read_nowait(433) == b"".join(rec(i, 1) for i in range(27))   # 432 bytes
@@ -226,8 +219,7 @@ def test_ltp_wqueue09_worked_example():
 
 def test_ltp_wqueue09_through_the_kernel():
     kernel = Kernel(seed=3)
-    q = WatchQueue()
-    q.set_size(1)
+    q = new_queue(1)
     key = kernel.add_key(ALICE, "user", "ltptestkey", b"a", -3)
     kernel.watch_key(ALICE, key, q, 1)
     for i in range(64):
@@ -244,16 +236,16 @@ def test_ltp_wqueue09_through_the_kernel():
 
 
 def test_removal_records_can_be_lost():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     assert q.post(struct.pack("<IIQ", 0, 0x110, 5), filterable=False) is False
     assert drain(q).endswith(rec(31) + LOSS)
 
 
-# ------------------------------------------------------------------ EOF (§2.4, §2.7)
+# ------------------------------------------------------------------ EOF: pipe_read, watch_queue_clear
 
 def test_eof_when_no_writers():
-    q = sized()
+    q = new_queue()
     q.post(rec(1))
     q.close_writer()
     assert q.hangup
@@ -263,7 +255,7 @@ def test_eof_when_no_writers():
 
 
 def test_records_still_posted_after_write_end_closes():
-    q = sized()
+    q = new_queue()
     q.close_writer()
     assert q.read_nowait(4096) == b""
     assert q.post(rec(7))
@@ -272,7 +264,7 @@ def test_records_still_posted_after_write_end_closes():
 
 
 def test_pending_loss_delivered_before_eof():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(100))
     q.close_writer()
@@ -282,14 +274,14 @@ def test_pending_loss_delivered_before_eof():
 
 
 def test_defunct_queue_drops():
-    q = sized()
+    q = new_queue()
     q.defunct = True
     assert q.post(rec(1)) is False
     assert q.nbytes == 0
 
 
 def test_listeners_are_woken_by_post_and_close():
-    q = sized()
+    q = new_queue()
     calls = []
     cb = lambda: calls.append(1)  # noqa: E731
     q.add_listener(cb)
@@ -303,7 +295,7 @@ def test_listeners_are_woken_by_post_and_close():
 
 
 def test_statistics():
-    q = sized(1)
+    q = new_queue(1)
     fill(q)
     q.post(rec(99))
     st = q.statistics()

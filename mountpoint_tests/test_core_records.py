@@ -1,7 +1,9 @@
 """Unit tests of the binary record codec (wqfs/records.py) and the ABI numbers (wqfs/abi.py).
 
-Expected bytes are built here with struct, independently of the codec, from the
-layouts in the reference (§1.3, §1.4) and the output formats of §5.2 / §5.4.
+Expected bytes are built here with struct, independently of the codec, from the layouts of
+include/uapi/linux/watch_queue.h (struct watch_notification, watch_notification_removal,
+key_notification) and the output formats of samples/watch_queue/watch_test.c (consumer) and
+keyutils' keyctl_watch.c.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from wqfs.records import (LOSS_BYTES, Decoder, KeyNotification, Loss, OtherRecor
                           pack_key_notification, pack_removal, parse, parse_one, to_dict, with_tag)
 
 
-# ---------------------------------------------------------------- ABI (§1, §4)
+# ------------------------------- ABI: include/uapi/linux/{watch_queue,keyctl}.h, include/linux/key.h
 
 def test_pipe_flag_and_ioctl_numbers():
     assert abi.O_NOTIFICATION_PIPE == 0x80 == 0o200
@@ -83,7 +85,7 @@ def test_quota_constants():
     assert abi.KEY_GC_DELAY == 300
 
 
-# ------------------------------------------------------------- packing (§1.3, §1.4)
+# ------------------------------------------------------------- packing: struct watch_notification and its kin
 
 def test_loss_bytes():
     assert LOSS_BYTES == struct.pack("<II", 0 | (1 << 24), 8)
@@ -210,7 +212,7 @@ def test_decoder_rejects_bad_length():
         Decoder().feed(struct.pack("<II", 1, 3))
 
 
-# ---------------------------------------------------------------- text (§5.2, §5.4)
+# ---------------------------------------------------------------- text: watch_test.c consumer, keyctl_watch.c
 
 def test_watch_test_key_line_hex_key_decimal_aux():
     rec = next(parse(key_rec(2, 0x1A2B3C4D, 123456789, 1)))

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import drain, serial, sh, write_key
+from helpers import drain, serial, sh, write_key
 
 
 def _errno(fn, *args) -> int:

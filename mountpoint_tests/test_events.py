@@ -1,4 +1,5 @@
-"""Which file operation posts which record (reference §3.2), and the events/ text files.
+"""Which file operation posts which record (the notify_key calls of security/keys/*.c), and the
+events/ text files.
 
 Every key record is ("key", subtype, key_id, aux, tag); posting is synchronous, so the
 records are readable as soon as the file operation returns.
@@ -13,16 +14,11 @@ import time
 
 import pytest
 
-from conftest import WAIT, drain, serial, sh, wait_records, write_key
-
-INST, UPD, LINK, UNLK, CLR, REV, INV, ATTR = range(8)
-
-
-def key(subtype, key_id, aux=0, tag=1):
-    return ("key", subtype, key_id, aux, tag)
+from helpers import (CLEARED, INVAL, LINKED, REVOKED, ROOT, SETATTR, UNLINKED, UPD, WAIT, drain, key, read_line,
+                     serial, sh, wait_blocked_in_read, wait_records, write_key)
 
 
-# ---------------------------------------------------------------- §3.2 rows
+# ---------------------------------------------------------------- which operation posts what
 
 def test_create_write_close_posts_linked_with_the_new_serial(ring, queues):
     q = queues()
@@ -30,7 +26,7 @@ def test_create_write_close_posts_linked_with_the_new_serial(ring, queues):
     result = sh(f"echo secret > '{ring}/user:new'")
     assert result.returncode == 0, result.stderr
     new = serial(os.path.join(ring, "user:new"))
-    assert drain(q) == [key(LINK, serial(ring), new)]
+    assert drain(q) == [key(LINKED, serial(ring), new)]
 
 
 def test_linked_record_is_16_bytes_with_the_tag_in_info(ring, queues):
@@ -81,7 +77,7 @@ def test_ln_posts_linked_on_the_target_keyring(ring, make_ring, queues):
     q.watch(serial(r2), 2)
     result = subprocess.run(["ln", path, r2 + "/"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert drain(q) == [key(LINK, serial(r2), serial(path), 2)]
+    assert drain(q) == [key(LINKED, serial(r2), serial(path), 2)]
 
 
 def test_rm_posts_unlinked(ring, queues):
@@ -91,7 +87,7 @@ def test_rm_posts_unlinked(ring, queues):
     q = queues()
     q.watch(serial(ring), 1)
     assert subprocess.run(["rm", "-f", path]).returncode == 0
-    assert drain(q) == [key(UNLK, serial(ring), k)]
+    assert drain(q) == [key(UNLINKED, serial(ring), k)]
 
 
 def test_mv_posts_unlinked_then_linked(ring, make_ring, queues):
@@ -104,7 +100,7 @@ def test_mv_posts_unlinked_then_linked(ring, make_ring, queues):
     q.watch(serial(r2), 2)
     result = subprocess.run(["mv", path, r2 + "/"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert drain(q) == [key(UNLK, serial(ring), k, 1), key(LINK, serial(r2), k, 2)]
+    assert drain(q) == [key(UNLINKED, serial(ring), k, 1), key(LINKED, serial(r2), k, 2)]
 
 
 def test_link_displacing_a_same_named_key_posts_only_linked(ring, make_ring, queues):
@@ -123,7 +119,7 @@ def test_link_displacing_a_same_named_key_posts_only_linked(ring, make_ring, que
     got = drain(q)
     got += wait_records(q, 2 - len(got))
     # No UNLINKED for the displaced key; linked nowhere now, it is destroyed (asynchronously).
-    assert got == [key(LINK, serial(r2), new), ("removal", old, 2)]
+    assert got == [key(LINKED, serial(r2), new), ("removal", old, 2)]
     assert serial(os.path.join(r2, "user:same")) == new
 
 
@@ -143,9 +139,9 @@ def test_mkdir_posts_linked_and_rmdir_unlinked(ring, queues):
     sub = os.path.join(ring, "keyring:sub")
     assert subprocess.run(["mkdir", sub]).returncode == 0
     s = serial(sub)
-    assert drain(q) == [key(LINK, serial(ring), s)]
+    assert drain(q) == [key(LINKED, serial(ring), s)]
     assert subprocess.run(["rmdir", sub]).returncode == 0
-    assert drain(q) == [key(UNLK, serial(ring), s)]
+    assert drain(q) == [key(UNLINKED, serial(ring), s)]
 
 
 def test_revoke_posts_revoked_once(ring, queues):
@@ -156,7 +152,7 @@ def test_revoke_posts_revoked_once(ring, queues):
     q.watch(serial(ring), 1)
     q.watch(k, 2)
     os.setxattr(path, "user.keyctl.revoke", b"")
-    assert drain(q) == [key(REV, k, 0, 2)]
+    assert drain(q) == [key(REVOKED, k, 0, 2)]
     with pytest.raises(OSError) as info:  # the lookup of a second revoke fails: no record
         os.setxattr(path, "user.keyctl.revoke", b"")
     assert info.value.errno == errno.EKEYREVOKED
@@ -177,7 +173,7 @@ def test_revoking_a_keyring_empties_it_silently(ring, queues):
     q.watch(s, 1)
     q.watch(serial(ring), 2)
     os.setxattr(sub, "user.keyctl.revoke", b"")
-    assert drain(q) == [key(REV, s)]
+    assert drain(q) == [key(REVOKED, s)]
 
 
 def test_invalidate_posts_invalidated(ring, queues):
@@ -188,7 +184,7 @@ def test_invalidate_posts_invalidated(ring, queues):
     q.watch(k, 3)
     os.setxattr(path, "user.keyctl.invalidate", b"")
     got = drain(q)
-    assert got[0] == key(INV, k, 0, 3)
+    assert got[0] == key(INVAL, k, 0, 3)
     # Only a removal record (the GC destroying it) may follow, never a second INVALIDATED.
     assert all(r[0] == "removal" for r in got[1:])
 
@@ -199,10 +195,10 @@ def test_clear_posts_cleared_and_no_unlinked(ring, queues):
     q = queues()
     q.watch(serial(ring), 1)
     os.setxattr(ring, "user.keyctl.clear", b"")
-    assert drain(q) == [key(CLR, serial(ring))]
+    assert drain(q) == [key(CLEARED, serial(ring))]
     assert os.listdir(ring) == []
     os.setxattr(ring, "user.keyctl.clear", b"")  # clearing an empty keyring posts again
-    assert drain(q) == [key(CLR, serial(ring))]
+    assert drain(q) == [key(CLEARED, serial(ring))]
 
 
 @pytest.mark.parametrize("attr,value", [
@@ -217,7 +213,7 @@ def test_setattr_operations_post_setattr(ring, queues, attr, value):
     q = queues()
     q.watch(serial(path), 1)
     os.setxattr(path, attr, value)
-    assert drain(q) == [key(ATTR, serial(path))]
+    assert drain(q) == [key(SETATTR, serial(path))]
 
 
 def test_setfattr_from_the_shell_posts_setattr(ring, queues):
@@ -228,7 +224,7 @@ def test_setfattr_from_the_shell_posts_setattr(ring, queues):
     result = subprocess.run(["setfattr", "-n", "user.keyctl.perm", "-v", "3f3f0000", path],  # hex, as getfattr shows it
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert drain(q) == [key(ATTR, serial(path))]
+    assert drain(q) == [key(SETATTR, serial(path))]
     assert os.getxattr(path, "user.keyctl.perm") == b"3f3f0000"
 
 
@@ -236,7 +232,7 @@ def test_restrict_posts_setattr_on_the_keyring(ring, queues):
     q = queues()
     q.watch(serial(ring), 1)
     os.setxattr(ring, "user.keyctl.restrict", b"")
-    assert drain(q) == [key(ATTR, serial(ring))]
+    assert drain(q) == [key(SETATTR, serial(ring))]
     with pytest.raises(PermissionError):
         write_key(os.path.join(ring, "user:late"), b"x")
     assert drain(q) == []
@@ -248,9 +244,9 @@ def test_chown_posts_setattr(ring, queues):
     q = queues()
     q.watch(serial(path), 1)
     os.chown(path, os.getuid(), os.getgid())  # to the current owner: still posts
-    assert drain(q) == [key(ATTR, serial(path))]
+    assert drain(q) == [key(SETATTR, serial(path))]
     os.chown(path, -1, 1234)
-    assert drain(q) == [key(ATTR, serial(path))]
+    assert drain(q) == [key(SETATTR, serial(path))]
     assert os.stat(path).st_gid == 1234
     os.chown(path, -1, -1)  # a no-op: no record
     assert drain(q) == []
@@ -264,11 +260,11 @@ def test_xattr_link_and_unlink(ring, make_ring, queues):
     q = queues()
     q.watch(serial(r2), 1)
     os.setxattr(r2, "user.keyctl.link", str(k).encode())
-    assert drain(q) == [key(LINK, serial(r2), k)]
+    assert drain(q) == [key(LINKED, serial(r2), k)]
     os.setxattr(r2, "user.keyctl.link", str(k).encode())  # linking again still posts
-    assert drain(q) == [key(LINK, serial(r2), k)]
+    assert drain(q) == [key(LINKED, serial(r2), k)]
     os.setxattr(r2, "user.keyctl.unlink", str(k).encode())
-    assert drain(q) == [key(UNLK, serial(r2), k)]
+    assert drain(q) == [key(UNLINKED, serial(r2), k)]
 
 
 def test_request_links_a_key_under_construction(ring, queues):
@@ -277,7 +273,7 @@ def test_request_links_a_key_under_construction(ring, queues):
     os.setxattr(ring, "user.keyctl.request", b"user:pending")
     path = os.path.join(ring, "user:pending")
     pending = serial(path)
-    assert drain(q) == [key(LINK, serial(ring), pending)]
+    assert drain(q) == [key(LINKED, serial(ring), pending)]
     assert os.getxattr(path, "user.keyctl.state") == b"uninstantiated"
 
 
@@ -301,7 +297,8 @@ def test_negative_instantiation(ring, queues, attr, value, error):
     with pytest.raises(OSError) as info:
         open(path, "rb").read()
     assert info.value.errno == error
-    # Once negative, a watch lookup gives the stored error (reference §3.1 step 2).
+    # Once negative, a watch lookup gives the stored error (keyctl_watch_key: lookup_user_key,
+    # wait_for_key_construction).
     with pytest.raises(OSError) as info:
         q.watch(serial(path), 2)
     assert info.value.errno == error
@@ -310,7 +307,7 @@ def test_negative_instantiation(ring, queues, attr, value, error):
 PENDING_WATCHER = r"""
 import os, sys
 sys.path.insert(0, "mountpoint_tests")
-from conftest import rec
+from helpers import rec
 from wqfs.records import parse
 fd = os.open(sys.argv[1] + "/watch_queue", os.O_RDWR)
 os.write(fd, b"size 32")
@@ -330,9 +327,9 @@ print("got", *[rec(r) for r in parse(os.read(fd, 433))], flush=True)
     ("reject", f"error {errno.EKEYREJECTED}"),
 ])
 def test_watching_a_key_under_construction_waits_for_it(ring, mnt, procs, finish, outcome):
-    """Reference §3.1: the watch's key lookup waits for construction, then sees the result."""
+    """keyctl_watch_key's lookup_user_key waits for construction (wait_for_key_construction,
+    security/keys/request_key.c), then sees the result."""
     import sys
-    from conftest import ROOT, read_line, wait_blocked_in_read
     os.setxattr(ring, "user.keyctl.request", b"user:slow")
     path = os.path.join(ring, "user:slow")
     k = serial(path)
@@ -356,7 +353,6 @@ def test_watching_a_key_under_construction_waits_for_it(ring, mnt, procs, finish
 def test_ctrl_c_interrupts_a_watch_waiting_for_construction(ring, mnt, procs):
     import signal
     import sys
-    from conftest import ROOT, wait_blocked_in_read
     os.setxattr(ring, "user.keyctl.request", b"user:never")
     k = serial(os.path.join(ring, "user:never"))
     proc = subprocess.Popen([sys.executable, "-c", PENDING_WATCHER, mnt, str(k)], cwd=ROOT,
@@ -387,7 +383,8 @@ def test_writing_a_key_under_construction_instantiates_it(ring, queues):
 
 
 def test_events_are_posted_only_on_the_changed_object(ring, queues):
-    """A keyring watch sees link/unlink/clear, not what happens to its members (§3.1 scope)."""
+    """A keyring watch sees link/unlink/clear, not what happens to its members (notify_key posts on
+    the one key it is given)."""
     sub = os.path.join(ring, "keyring:nested")
     os.mkdir(sub)
     path = os.path.join(ring, "user:member")
@@ -412,9 +409,9 @@ def test_destroying_an_unlinked_key_posts_removal_asynchronously(ring, queues):
     q.watch(k, 2)
     os.unlink(path)
     got = drain(q)
-    assert got[0] == key(UNLK, serial(ring), k, 1)
+    assert got[0] == key(UNLINKED, serial(ring), k, 1)
     got += wait_records(q, 2 - len(got))
-    assert got == [key(UNLK, serial(ring), k, 1), ("removal", k, 2)]
+    assert got == [key(UNLINKED, serial(ring), k, 1), ("removal", k, 2)]
 
 
 def test_removal_waits_until_the_last_link_goes(ring, make_ring, queues):
@@ -443,7 +440,7 @@ def test_invalidated_key_is_collected_without_unlinked(ring, queues):
     os.setxattr(path, "user.keyctl.invalidate", b"")
     got = drain(q)
     got += wait_records(q, 2 - len(got))
-    assert got == [key(INV, k, 0, 2), ("removal", k, 2)]
+    assert got == [key(INVAL, k, 0, 2), ("removal", k, 2)]
     assert os.listdir(ring) == []
     assert drain(q) == []
 
@@ -456,7 +453,7 @@ def test_revoked_key_is_collected_after_the_gc_delay(ring, queues):
     q.watch(serial(ring), 1)
     q.watch(k, 2)
     os.setxattr(path, "user.keyctl.revoke", b"")
-    assert drain(q) == [key(REV, k, 0, 2)]
+    assert drain(q) == [key(REVOKED, k, 0, 2)]
     assert wait_records(q, 1) == [("removal", k, 2)]  # no UNLINKED on the keyring for a GC unlink
     assert os.listdir(ring) == []
 
@@ -576,7 +573,6 @@ def test_events_file_with_cat(ring, mnt, procs):
     r = serial(ring)
     proc = subprocess.Popen(["cat", os.path.join(mnt, "events", str(r))], stdout=subprocess.PIPE)
     procs.append(proc)
-    from conftest import read_line, wait_blocked_in_read
     wait_blocked_in_read(proc.pid)
     os.mkdir(os.path.join(ring, "keyring:seen"))
     assert read_line(proc.stdout) == f"{r} link {serial(os.path.join(ring, 'keyring:seen'))}\n"

@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from conftest import NOBODY, Daemon
+from helpers import NOBODY, Daemon
 
 FUZZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "treefuzz.py")
 OPERATIONS = 4000

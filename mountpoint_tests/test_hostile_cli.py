@@ -1,7 +1,7 @@
 """The CLI against hostile circumstances: a reader blocking the unmount, a daemon killed with
 SIGKILL, another user asking to unmount, the liveness probe, a signal racing the program's exit.
 
-Each test starts daemons of its own (conftest.Daemon) where it stops or kills them."""
+Each test starts daemons of its own (helpers.Daemon) where it stops or kills them."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NOBODY, ROOT, WAIT, Daemon, is_mounted, wait_blocked_in_read
+from helpers import NOBODY, ROOT, WAIT, Daemon, wait_blocked_in_read
+
+from wqfs.mounts import is_mounted
 
 BOUND = 10.0  # seconds an unmount, and the end of a woken reader, may take
 

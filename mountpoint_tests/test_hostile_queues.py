@@ -18,11 +18,10 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NOBODY, WAIT, Daemon
+from helpers import NOBODY, PYTHON, WAIT, Daemon
 
-from wqfs.fuse.callers import CallerTable
+from wqfs.callers import CallerTable
 
-PYTHON = "/usr/bin/python3"
 SOFT = 64  # pages: four default (16-page) pipes fit; the fifth and later get 2 pages
 QUEUES = 6
 LIMITED = "ok ok ok ok 1 1"  # `size 512` on each: 16 pages is no growth for the first four

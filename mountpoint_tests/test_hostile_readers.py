@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,9 +11,8 @@ import time
 
 import pytest
 
-from conftest import NOBODY, ROOT, WAIT, wait_blocked_in_read, write_key
+from helpers import NOBODY, PYTHON, ROOT, WAIT, wait_blocked_in_read, write_key
 
-PYTHON = "/usr/bin/python3"  # a Python nobody may run
 
 # Reads the fd it is given (argv[1]) in the way argv[2] says, printing what it got.
 READER = r"""

@@ -13,10 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NOBODY, WAIT, Daemon, serial, write_key
+from helpers import NOBODY, NOBODY_UID, PYTHON, WAIT, Daemon, serial, write_key
 from slowfs import Slow, serving
 
-PYTHON = "/usr/bin/python3"  # a Python nobody may run (the programs use only the standard library)
 
 # add_key(user, DESCRIPTION, "v", @s) with DESCRIPTION a pointer into a fresh MAP_PRIVATE mapping
 # of argv[1] (not yet faulted in), in argv[2] threads at once; then describe the key.
@@ -108,7 +107,7 @@ def test_add_key_with_a_description_in_a_mapped_file_of_the_mount_completes(own,
     path = os.path.join(own.path, "keys", str(serial(source)))
     argv = (NOBODY if as_nobody else []) + run_argv(own.path, PYTHON, "-c", MAPPED_DESCRIPTION, path)
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
-    uid = 65534 if as_nobody else 0
+    uid = NOBODY_UID if as_nobody else 0
     assert result.stdout.strip() == f"described user;{uid};{uid};3f010000;from-the-file", result.stderr
     _serves(own.path)
     assert "internal error" not in own.log()
@@ -142,7 +141,7 @@ def _root_adds(own: Daemon, name: str) -> None:
     assert root.returncode == 0 and root.stdout.strip().isdigit(), root.stderr
 
 
-SLOW_DESCRIBED = "described user;65534;65534;3f010000;from-a-slow-server"
+SLOW_DESCRIBED = f"described user;{NOBODY_UID};{NOBODY_UID};3f010000;from-a-slow-server"
 
 
 def test_a_slow_third_party_mount_holds_only_its_callers_call(own, slow):

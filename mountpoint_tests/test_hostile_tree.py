@@ -13,9 +13,8 @@ import time
 
 import pytest
 
-from conftest import NOBODY, ROOT, read_line, serial, sh, write_key
+from helpers import NOBODY, NOBODY_UID, PYTHON, ROOT, read_line, serial, sh, write_key
 
-PYTHON = "/usr/bin/python3"  # a Python nobody may run; the scripts use only the standard library
 EXPIRE = 0.05  # longer than a jiffy: a dentry (entry timeout 0) is looked up again after it
 
 PROBE = r"""
@@ -77,7 +76,7 @@ def hidden_or_denied(attrs, mnt: str) -> bool:
     with the mount's own time (nothing of the key)."""
     if attrs == errno.EACCES:
         return True
-    return attrs[:5] == [stat.S_IFREG, 65534, 65534, 0, os.stat(mnt).st_mtime_ns]
+    return attrs[:5] == [stat.S_IFREG, NOBODY_UID, NOBODY_UID, 0, os.stat(mnt).st_mtime_ns]
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ def test_attributes_of_a_hidden_member_reveal_nothing(mnt, readable_ring):
     line = next(line for line in result.stdout.splitlines() if line.endswith(f" {secret}"))
     fields = line.split()
     assert fields[0].startswith("-?") or (fields[0], fields[2], fields[3], fields[4]) == \
-        ("----------", "65534", "65534", "0"), line
+        ("----------", str(NOBODY_UID), str(NOBODY_UID), "0"), line
     time.sleep(EXPIRE)
     # looked up (not from the listing's cache) by its serial: EACCES, as keyctl_describe
     assert probe(f"{directory}/{secret}")[f"{directory}/{secret}"] == errno.EACCES
@@ -226,7 +225,7 @@ def test_write_alone_creates_keys_through_the_tree(mnt, ring):
     result = sh(f"echo v > '{mnt}/keys/{serial(ring)}/user:by-nobody'", nobody=True)
     assert result.returncode == 0, result.stderr
     made = os.path.join(ring, "user:by-nobody")
-    assert os.stat(made).st_uid == 65534 and open(made).read() == "v\n"
+    assert os.stat(made).st_uid == NOBODY_UID and open(made).read() == "v\n"
     serves_root(mnt)
 
 
@@ -246,11 +245,11 @@ def test_a_file_being_created_is_its_creators_alone(mnt, ring, procs):
     # ... while its creator stats and lists it
     proc.stdin.write("\n")
     proc.stdin.flush()
-    assert read_line(proc.stdout) == "stat 65534 8\n"
+    assert read_line(proc.stdout) == f"stat {NOBODY_UID} 8\n"
     assert read_line(proc.stdout) == "listed True\n"
     assert read_line(proc.stdout) == "closed\n"
     assert proc.wait(15) == 0, proc.stderr.read()
-    assert os.stat(os.path.join(ring, name)).st_uid == 65534  # committed at close: now it is
+    assert os.stat(os.path.join(ring, name)).st_uid == NOBODY_UID  # committed at close: now it is
     serves_root(mnt)
 
 

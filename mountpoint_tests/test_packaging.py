@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from wqfs.harness import TemporaryMount
 
 BASE_PYTHON = os.path.join(sys.base_prefix, "bin", "python3")

@@ -1,7 +1,8 @@
 """MOUNT/watch_queue: size, loss, read(), filters, tags, watches, removal, blocking and signals.
 
-Reference §2 and §3.1. Records are posted with user.keyctl.perm (SETATTR on the key),
-one setxattr per record, or with file writes where the reference's example does.
+The queue of kernel/watch_queue.c and fs/pipe.c behind a file, and security/keys/keyctl.c
+keyctl_watch_key. Records are posted with user.keyctl.perm (SETATTR on the key), one setxattr
+per record, or with file writes (add_key, update) where a test needs other subtypes.
 """
 from __future__ import annotations
 
@@ -16,15 +17,8 @@ import threading
 
 import pytest
 
-from conftest import (ROOT, WAIT, drain, read_line, serial, sh, wait_blocked_in_read, wait_records,
-                      write_key)
-
-INST, UPD, LINK, UNLK, CLR, REV, INV, ATTR = range(8)
-LOSS = struct.pack("<II", 1 << 24, 8)
-
-
-def key(subtype, key_id, aux=0, tag=1):
-    return ("key", subtype, key_id, aux, tag)
+from helpers import (CLEARED, LINKED, LOSS, ROOT, SETATTR, UNLINKED, UPD, WAIT, drain, key, read_line, rec,
+                     serial, sh, wait_blocked_in_read, wait_records, write_key)
 
 
 def post(path: str, n: int = 1) -> None:
@@ -60,7 +54,7 @@ def test_size_gives_whole_pages_of_32_notes(queues, target, notes, capacity):
     q.watch(k, 1)
     post(path, capacity + 1)
     got = drain(q)
-    assert got == [key(ATTR, k)] * capacity + [("loss",)]
+    assert got == [key(SETATTR, k)] * capacity + [("loss",)]
 
 
 @pytest.mark.parametrize("value", ["0", "513", "-1", "4294967297", "0x201"])
@@ -95,7 +89,7 @@ def test_no_size_means_nothing_is_ever_readable(queues, target):
     q.set_size(32)  # the records were dropped, not held back; and no loss record either
     assert drain(q) == []
     post(path)
-    assert drain(q) == [key(ATTR, k)]
+    assert drain(q) == [key(SETATTR, k)]
 
 
 def test_size_filter_and_watch_in_any_order(queues, target):
@@ -106,7 +100,7 @@ def test_size_filter_and_watch_in_any_order(queues, target):
     q.set_size(1)
     write_key(path, b"not passed by the filter")
     post(path)
-    assert drain(q) == [key(ATTR, k, 0, 4)]
+    assert drain(q) == [key(SETATTR, k, 0, 4)]
 
 
 # ----------------------------------------------------------------- read()
@@ -155,7 +149,7 @@ def test_loss_record_follows_the_flagged_record_in_the_same_read(queues, target,
     os.setxattr(ring, "user.keyctl.perm", b"0x3f3f0000")
     os.setxattr(ring, "user.keyctl.perm", b"0x3f3f0000")
     got = drain(q)
-    assert got == [key(ATTR, k)] * 30 + [("loss",)] + [key(ATTR, serial(ring), 0, 2)] * 2
+    assert got == [key(SETATTR, k)] * 30 + [("loss",)] + [key(SETATTR, serial(ring), 0, 2)] * 2
 
 
 def test_enobufs_when_the_first_record_does_not_fit(queues, target):
@@ -167,7 +161,7 @@ def test_enobufs_when_the_first_record_does_not_fit(queues, target):
         with pytest.raises(OSError) as info:
             os.read(q.fileno(), size)
         assert info.value.errno == errno.ENOBUFS
-    assert os.read(q.fileno(), 16) == struct.pack("<IIII", 1 | (ATTR << 24), 0x110, k, 0)
+    assert os.read(q.fileno(), 16) == struct.pack("<IIII", 1 | (SETATTR << 24), 0x110, k, 0)
 
 
 def test_reads_return_whole_records_only(queues, target):
@@ -192,10 +186,9 @@ def test_several_records_per_read_in_order(queues, target, ring):
     data = os.read(q.fileno(), 433)
     assert len(data) == 48
     from wqfs.records import parse
-    from conftest import rec
     assert [rec(r) for r in parse(data)] == [
-        key(UPD, k, 0, 2), key(LINK, serial(ring), serial(os.path.join(ring, "user:second")), 1),
-        key(ATTR, k, 0, 2)]
+        key(UPD, k, 0, 2), key(LINKED, serial(ring), serial(os.path.join(ring, "user:second")), 1),
+        key(SETATTR, k, 0, 2)]
 
 
 def test_zero_length_read_returns_nothing(queues, target):
@@ -204,7 +197,7 @@ def test_zero_length_read_returns_nothing(queues, target):
     q.watch(k, 1)
     post(path)
     assert os.read(q.fileno(), 0) == b""
-    assert drain(q) == [key(ATTR, k)]
+    assert drain(q) == [key(SETATTR, k)]
 
 
 def test_nonblocking_read_of_an_empty_queue_is_eagain(queues):
@@ -248,7 +241,7 @@ def test_poll_wakes_up_when_a_record_is_posted(queues, target):
     post(path)
     thread.join(WAIT + 5)
     assert result == [(q.fileno(), select.POLLIN)]
-    assert drain(q) == [key(ATTR, k)]
+    assert drain(q) == [key(SETATTR, k)]
 
 
 def test_blocking_read_returns_when_a_record_is_posted(mnt, target, procs):
@@ -259,7 +252,7 @@ def test_blocking_read_returns_when_a_record_is_posted(mnt, target, procs):
     assert read_line(proc.stdout) == "ready\n"
     wait_blocked_in_read(proc.pid)
     post(path)
-    assert read_line(proc.stdout) == f"early ('key', {ATTR}, {k}, 0, 7)\n"
+    assert read_line(proc.stdout) == f"early ('key', {SETATTR}, {k}, 0, 7)\n"
     proc.kill()
 
 
@@ -273,7 +266,7 @@ def _raw(entries, nr=None, reserved=0) -> str:
 
 
 def _ring_events(ring):
-    """Post LINK, UNLK, CLR and ATTR on the keyring; return the new key's serial."""
+    """Post LINKED, UNLINKED, CLEARED and SETATTR on the keyring; return the new key's serial."""
     write_key(os.path.join(ring, "user:f"), b"x")
     k = serial(os.path.join(ring, "user:f"))
     os.unlink(os.path.join(ring, "user:f"))
@@ -288,14 +281,14 @@ def _ring_events(ring):
     "filter type=1,subtype_filter=4",
     "filter type=key,subtypes=0x4 type=7,subtypes=0xff",          # unknown types are ignored
     "filter type=meta type=key,subtypes=0x4",                      # a META entry changes nothing
-    _raw([(1, 0, 0, 1 << LINK)]),
+    _raw([(1, 0, 0, 1 << LINKED)]),
 ])
 def test_filter_selects_subtypes(queues, ring, text):
     q = queues()
     assert command(q, text) == len(text)
     q.watch(serial(ring), 1)
     k = _ring_events(ring)
-    assert drain(q) == [key(LINK, serial(ring), k)]
+    assert drain(q) == [key(LINKED, serial(ring), k)]
 
 
 def test_filter_entries_are_ored(queues, ring):
@@ -303,7 +296,7 @@ def test_filter_entries_are_ored(queues, ring):
     command(q, "filter type=key,subtypes=0x4 type=key,subtypes=0x10")
     q.watch(serial(ring), 1)
     k = _ring_events(ring)
-    assert drain(q) == [key(LINK, serial(ring), k), key(CLR, serial(ring))]
+    assert drain(q) == [key(LINKED, serial(ring), k), key(CLEARED, serial(ring))]
 
 
 def test_filter_uses_only_subtype_word_zero(queues, ring):
@@ -323,7 +316,7 @@ def test_filter_selects_by_tag(queues, target, ring):
     post(path)
     os.setxattr(ring, "user.keyctl.perm", b"0x3f3f0000")
     post(path)
-    assert drain(q) == [key(ATTR, k, 0, 2)] * 2
+    assert drain(q) == [key(SETATTR, k, 0, 2)] * 2
 
 
 def test_filter_none_removes_the_filter(queues, ring):
@@ -332,8 +325,8 @@ def test_filter_none_removes_the_filter(queues, ring):
     command(q, "filter none")
     q.watch(serial(ring), 1)
     k = _ring_events(ring)
-    assert drain(q) == [key(LINK, serial(ring), k), key(UNLK, serial(ring), k), key(CLR, serial(ring)),
-                        key(ATTR, serial(ring))]
+    assert drain(q) == [key(LINKED, serial(ring), k), key(UNLINKED, serial(ring), k), key(CLEARED, serial(ring)),
+                        key(SETATTR, serial(ring))]
 
 
 @pytest.mark.parametrize("text", ["filter type=2", "filter type=meta"])
@@ -357,7 +350,7 @@ def test_meta_records_bypass_the_filter(queues, ring):
     command(q, "filter type=key,subtypes=0x80")  # SETATTR only
     q.watch(s, 3)
     post(sub, 33)
-    assert drain(q) == [key(ATTR, s, 0, 3)] * 32 + [("loss",)]
+    assert drain(q) == [key(SETATTR, s, 0, 3)] * 32 + [("loss",)]
     os.rmdir(sub)
     assert wait_records(q, 1) == [("removal", s, 3)]
 
@@ -380,7 +373,7 @@ def test_invalid_filters_are_einval_and_keep_the_old_filter(queues, ring, text):
     assert command_errno(q, text) == errno.EINVAL
     q.watch(serial(ring), 1)
     k = _ring_events(ring)
-    assert drain(q) == [key(LINK, serial(ring), k)]
+    assert drain(q) == [key(LINKED, serial(ring), k)]
 
 
 def test_sixteen_filter_entries_are_accepted(queues):
@@ -398,7 +391,7 @@ def test_tag_is_in_the_info_id_bits(queues, target, tag):
     q.watch(k, tag)
     post(path)
     data = os.read(q.fileno(), 433)
-    assert struct.unpack("<IIII", data) == (1 | (ATTR << 24), (tag << 8) | 16, k, 0)
+    assert struct.unpack("<IIII", data) == (1 | (SETATTR << 24), (tag << 8) | 16, k, 0)
 
 
 @pytest.mark.parametrize("tag", ["256", "-2", "1000", "0x100"])
@@ -422,7 +415,7 @@ def test_one_watch_per_queue_and_key(queues, target):
     q.unwatch(k)                       # retagging: remove, then add again
     q.watch(k, 2)
     post(path)
-    assert drain(q) == [("removal", k, 1), key(ATTR, k, 0, 2)]
+    assert drain(q) == [("removal", k, 1), key(SETATTR, k, 0, 2)]
 
 
 def test_two_queues_on_one_key_each_get_a_copy_with_their_tag(queues, target):
@@ -431,8 +424,8 @@ def test_two_queues_on_one_key_each_get_a_copy_with_their_tag(queues, target):
     q1.watch(k, 0x11)
     q2.watch(k, 0x22)
     post(path)
-    assert drain(q1) == [key(ATTR, k, 0, 0x11)]
-    assert drain(q2) == [key(ATTR, k, 0, 0x22)]
+    assert drain(q1) == [key(SETATTR, k, 0, 0x11)]
+    assert drain(q2) == [key(SETATTR, k, 0, 0x22)]
 
 
 def test_unwatch_posts_one_removal_record_synchronously(queues, target):
@@ -455,7 +448,7 @@ def test_unwatch_affects_only_this_queue(queues, target):
     q1.unwatch(k)
     post(path)
     assert drain(q1) == [("removal", k, 1)]
-    assert drain(q2) == [key(ATTR, k, 0, 2)]
+    assert drain(q2) == [key(SETATTR, k, 0, 2)]
 
 
 def test_unwatch_of_a_key_never_watched_is_ebadslt(queues, target):
@@ -473,7 +466,7 @@ def test_closing_a_queue_posts_nothing_and_drops_its_watches(queues, target, mnt
     q.close()
     assert drain(other) == []
     post(path)
-    assert drain(other) == [key(ATTR, k, 0, 2)]
+    assert drain(other) == [key(SETATTR, k, 0, 2)]
 
 
 def test_a_dup_shares_the_queue_until_the_last_close(mnt, target):
@@ -485,7 +478,7 @@ def test_a_dup_shares_the_queue_until_the_last_close(mnt, target):
     try:
         q.close()                       # not the last file reference: queue and watch live on
         post(path)
-        assert os.read(copy, 433) == struct.pack("<IIII", 1 | (ATTR << 24), 0x110, k, 0)
+        assert os.read(copy, 433) == struct.pack("<IIII", 1 | (SETATTR << 24), 0x110, k, 0)
         os.write(copy, f"unwatch {k}".encode())
         assert os.read(copy, 433) == struct.pack("<IIQ", 0, 0x110, k)
     finally:
@@ -506,7 +499,7 @@ def test_watch_by_special_name(queues, mnt):
     finally:
         if os.path.exists(name):
             os.unlink(name)
-    assert drain(q) == [key(LINK, s, new, 6), key(UNLK, s, new, 6)]
+    assert drain(q) == [key(LINKED, s, new, 6), key(UNLINKED, s, new, 6)]
 
 
 def test_queue_full_loses_removal_records_too(queues, target):
@@ -516,7 +509,7 @@ def test_queue_full_loses_removal_records_too(queues, target):
     post(path, 32)
     q.unwatch(k)                       # the queue is full: the removal record is lost
     got = drain(q)
-    assert got == [key(ATTR, k)] * 32 + [("loss",)]
+    assert got == [key(SETATTR, k)] * 32 + [("loss",)]
 
 
 # ----------------------------------------------- blocking readers and signals
@@ -525,7 +518,7 @@ READER = r"""
 import os, sys
 from wqfs.records import parse
 sys.path.insert(0, "mountpoint_tests")
-from conftest import rec
+from helpers import rec
 fd = os.open(sys.argv[1] + "/watch_queue", os.O_RDWR)
 os.write(fd, b"size 32")
 os.write(fd, ("watch %s 7" % sys.argv[2]).encode())
@@ -551,7 +544,7 @@ def test_ctrl_c_interrupts_a_blocked_python_reader_and_loses_nothing(mnt, target
     assert read_line(proc.stdout, timeout=5) == "interrupted\n"
     wait_blocked_in_read(proc.pid)     # reading again, on the same queue
     post(path)
-    assert read_line(proc.stdout) == f"got ('key', {ATTR}, {k}, 0, 7)\n"
+    assert read_line(proc.stdout) == f"got ('key', {SETATTR}, {k}, 0, 7)\n"
     assert proc.wait(WAIT) == 0
 
 
@@ -566,7 +559,7 @@ def test_ctrl_c_ends_a_blocked_cat_and_the_mount_keeps_working(mnt, ring, queues
     q = queues()
     q.watch(r, 1)
     write_key(os.path.join(ring, "user:after"), b"x")
-    assert drain(q) == [key(LINK, r, serial(os.path.join(ring, "user:after")))]
+    assert drain(q) == [key(LINKED, r, serial(os.path.join(ring, "user:after")))]
 
 
 def test_sigkill_of_a_blocked_reader(mnt, ring, queues, procs):
@@ -579,7 +572,7 @@ def test_sigkill_of_a_blocked_reader(mnt, ring, queues, procs):
     q = queues()
     q.watch(r, 1)
     os.setxattr(ring, "user.keyctl.perm", b"0x3f3f0000")
-    assert drain(q) == [key(ATTR, r)]
+    assert drain(q) == [key(SETATTR, r)]
 
 
 def test_blocked_readers_do_not_stop_other_requests(mnt, ring, procs):

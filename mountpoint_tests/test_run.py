@@ -2,7 +2,7 @@
 
 The C programs under c/ make the raw syscalls the way kernel clients do (pipe2 with
 O_NOTIFICATION_PIPE, the two ioctls, keyctl, add_key, request_key) and print what they
-get, records in watch_test.c's format (reference §5.2). The session builds them with
+get, records in watch_test.c's format (samples/watch_queue/watch_test.c consumer). The session builds them with
 gcc, once dynamically and, where libc.a is installed, once statically. The real
 keyutils `keyctl` is run too.
 
@@ -24,8 +24,10 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from conftest import NOBODY, ROOT, WAIT, Daemon, force_unmount, is_mounted, read_line, serial, write_key
+from helpers import NOBODY, NOBODY_UID, ROOT, WAIT, Daemon, read_line, serial, write_key
 from slowfs import serving
+
+from wqfs.mounts import force_unmount, is_mounted
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 PROGRAMS = ("wq_watch", "wq_errors", "wq_keys", "wq_proc", "wq_fuzz")
@@ -678,7 +680,7 @@ def test_another_user_runs_programs_against_an_allow_other_daemon(mnt):
     assert result.returncode == 0, result.stderr
     serial_line, described = result.stdout.splitlines()
     assert int(serial_line) > 0
-    assert described.startswith("keyring;65534;65534;")  # the caller's identity, from the kernel
+    assert described.startswith(f"keyring;{NOBODY_UID};{NOBODY_UID};")  # the caller's identity, from the kernel
 
 
 def test_a_daemon_without_allow_other_refuses_other_users_in_one_line():

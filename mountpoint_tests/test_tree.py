@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import serial, sh, write_key
+from helpers import serial, sh, write_key
 
 
 def test_root_lists_the_fixed_entries(mnt):
@@ -96,6 +96,20 @@ def test_rewrite_and_append_change_the_payload(ring):
     with open(path, "rb") as f:
         assert f.read() == b"twothree\n"
     assert os.stat(path).st_size == len(b"twothree\n")
+
+
+def test_append_reads_first_so_it_needs_read(ring):
+    """`>>` is a read of the payload, then an update: without READ (nor the possessor's), open
+    with O_APPEND fails as keyctl read would, and a plain rewrite still works."""
+    path = os.path.join(ring, "user:wo")
+    write_key(path, b"secret")
+    os.setxattr(path, "user.keyctl.perm", b"00050000")  # the owner may view and write, no more
+    with pytest.raises(PermissionError):
+        os.open(path, os.O_WRONLY | os.O_APPEND)
+    write_key(path, b"newer")
+    assert os.stat(path).st_size == len(b"newer")  # VIEW shows the size; nothing may read it
+    with pytest.raises(PermissionError):
+        open(path, "rb")
 
 
 def test_mode_bits_follow_the_key_permissions(ring):

@@ -1,5 +1,5 @@
 """A second user: nobody (65534), through setpriv. The daemon asks /proc who is calling, and the
-emulated kernel refuses what the real one would (reference §4)."""
+emulated kernel refuses what the real one would (security/keys/permission.c key_task_permission)."""
 from __future__ import annotations
 
 import errno
@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import NOBODY, drain, read_line, serial, sh, write_key
+from helpers import NOBODY, NOBODY_UID, PYTHON, drain, read_line, serial, sh, write_key
 
-PYTHON = "/usr/bin/python3"  # a Python nobody may run; the scripts below use only the standard library
 
 WATCHER = r"""
 import os, select, struct, sys
@@ -71,7 +70,7 @@ def rootkey(ring):
 
 
 def test_setpriv_really_runs_as_nobody():
-    assert nobody("id", "-u").stdout.strip() == "65534"
+    assert nobody("id", "-u").stdout.strip() == str(NOBODY_UID)
 
 
 def test_nobody_does_not_see_roots_keys(mnt, ring, rootkey):
@@ -136,7 +135,7 @@ def test_nobody_may_write_where_root_allows_it(mnt, ring, queues):
     assert result.returncode == 0, result.stderr
     guest = os.path.join(ring, "user:guest")
     k = serial(guest)
-    assert os.stat(guest).st_uid == 65534
+    assert os.stat(guest).st_uid == NOBODY_UID
     assert drain(q) == [("key", 2, r, k, 1)]
     result = nobody("rm", "-f", f"{mnt}/keys/{r}/user:guest")
     assert result.returncode == 0, result.stderr

@@ -152,5 +152,6 @@ KEY_QUOTA_ROOT_MAXKEYS = 1000000
 KEY_QUOTA_ROOT_MAXBYTES = 25000000
 ADD_KEY_MAX_PAYLOAD = 1024 * 1024 - 1
 UPDATE_MAX_PAYLOAD = 4096
+USER_MAX_PAYLOAD = 32767  # user_preparse: a user or logon key's payload
 KEYRING_SEARCH_MAX_DEPTH = 6  # keyrings a search descends through (security/keys/keyring.c)
-OVERFLOW_GID = 65534
+OVERFLOW_UID = OVERFLOW_GID = 65534  # /proc/sys/kernel/overflow{u,g}id: an id that has no mapping

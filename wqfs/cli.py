@@ -74,9 +74,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s wqfs: %(message)s" if args.verbose else "wqfs: %(message)s")
     if args.foreground:
-        ops = _init(mountpoint, args)
+        mounted = _init(mountpoint, args)
         print(_banner(mountpoint), flush=True)
-        daemon.serve(ops, mountpoint)
+        daemon.serve(mounted, mountpoint)
         print("wqfs: unmounted", flush=True)
         if args.remove_mountpoint:  # a private daemon of `wqfs run`: its directory goes with it
             for path in (mountpoint, os.path.dirname(mountpoint)):
@@ -99,7 +99,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     os.close(read_end)
     os.setsid()
     try:
-        ops = _init(mountpoint, args)
+        mounted = _init(mountpoint, args)
     except UsageError as error:
         os.write(write_end, str(error).encode())
         os._exit(1)
@@ -109,7 +109,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         os.write(write_end, b"ok")
         os.close(write_end)
 
-    daemon.serve(ops, mountpoint, ready)
+    daemon.serve(mounted, mountpoint, ready)
     os._exit(0)
 
 

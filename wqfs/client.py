@@ -21,7 +21,7 @@ from typing import Iterator, Optional, Union
 
 from . import abi, protocol
 from .mounts import default_mountpoint
-from .kernel.filter import TypeFilter
+from .kernel import TypeFilter
 from .records import Record, parse
 
 KeySpec = Union[int, str]

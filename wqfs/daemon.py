@@ -1,15 +1,23 @@
-"""Mount lifecycle: init the FUSE session, run the tree, the GC and the reaper, unmount cleanly."""
+"""Mount lifecycle: init the FUSE session, run the tree, the GC and the reaper, unmount cleanly.
+
+This is where the parts meet, and the only module that knows them all: one Kernel, one
+CallerTable (who calls, for both fronts), the FUSE tree, and the syscall front, which is
+handed the kernel, the callers and the tree's pipe registry, never the tree itself.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import resource
 import signal
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import pyfuse3
 import trio
 
+from . import background
+from .callers import CallerTable
 from .kernel import Kernel
 from .mounts import default_mountpoint  # noqa: F401 (the daemon's default, defined with the mount checks)
 from .fuse.operations import WqfsOperations
@@ -34,15 +42,24 @@ def mount_options(allow_other: bool) -> set[str]:
     return options
 
 
+@dataclass
+class Mounted:
+    """One mount's daemon, between init and serve."""
+    kernel: Kernel
+    callers: CallerTable
+    ops: WqfsOperations  # the FUSE tree, and pyfuse3's handlers
+    allow_other: bool    # other users may use the mount (and wqfs run)
+
+
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
-         gc_delay: Optional[float] = None) -> WqfsOperations:
+         gc_delay: Optional[float] = None) -> Mounted:
     """Mount (before trio starts, so that a backgrounding fork can report success or failure)."""
     _raise_nofile()
     kernel = Kernel() if gc_delay is None else Kernel(gc_delay=gc_delay)
-    ops = WqfsOperations(kernel, verbose=verbose)
-    ops.allow_other = allow_other
+    callers = CallerTable()
+    ops = WqfsOperations(kernel, callers, verbose=verbose)
     pyfuse3.init(ops, mountpoint, mount_options(allow_other))
-    return ops
+    return Mounted(kernel, callers, ops, allow_other)
 
 
 def _raise_nofile() -> None:
@@ -57,15 +74,16 @@ def _raise_nofile() -> None:
             pass
 
 
-async def _serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]]) -> None:
+async def _serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[[], None]]) -> None:
     REQUESTS.bind_thread()
-    front = SyscallFront(ops.kernel, ops, mountpoint, ops.callers)
+    ops = mounted.ops
+    front = SyscallFront(mounted.kernel, ops.pipes, mountpoint, mounted.callers)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ops.run_gc)
-        nursery.start_soon(ops.run_reaper)
+        nursery.start_soon(background.run_gc, mounted.kernel)
+        nursery.start_soon(background.run_reaper, mounted.kernel, mounted.callers)
         nursery.start_soon(front.transfers.watch)
         nursery.start_soon(_signals, ops)
-        await nursery.start(server.serve, front, mountpoint, ops.allow_other,
+        await nursery.start(server.serve, front, mountpoint, mounted.allow_other,
                             lambda: _unmount_requested(ops, nursery))
         if on_ready is not None:
             on_ready()
@@ -100,10 +118,10 @@ def _unmount_requested(ops: WqfsOperations, nursery: trio.Nursery) -> None:
     nursery.start_soon(_stop, ops)
 
 
-def serve(ops: WqfsOperations, mountpoint: str, on_ready: Optional[Callable[[], None]] = None) -> None:
+def serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run until unmounted or signalled; always leave the mountpoint unmounted."""
     try:
-        trio.run(_serve, ops, mountpoint, on_ready)
+        trio.run(_serve, mounted, mountpoint, on_ready)
     finally:
         try:
             pyfuse3.close(unmount=True)

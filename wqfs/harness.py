@@ -1,6 +1,6 @@
 """A daemon on a temporary mountpoint, for as long as its caller needs one, and never a mount left behind.
 
-The one harness behind the suite's fixtures (mountpoint_tests/conftest.py `Daemon`), the
+The one harness behind the suite's fixtures (mountpoint_tests/helpers.py `Daemon`), the
 private daemon of `wqfs run` (wqfs/syscalls/run.py `PrivateDaemon`) and the benchmarks'
 mounts (scripts/benchlib/common.py `Mount`, whose variant daemons override command()).
 `wqfs run` imports it at run time: the standard library and wqfs.mounts only, here.

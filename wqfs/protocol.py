@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import abi
-from .kernel.errors import KernelError
-from .kernel.filter import TypeFilter, pack_filter
+from .kernel import KernelError, TypeFilter, pack_filter
 
 MAX_COMMAND = 4096
 TYPE_NAMES = {"meta": abi.WATCH_TYPE_META, "key": abi.WATCH_TYPE_KEY_NOTIFY}

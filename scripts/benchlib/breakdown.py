@@ -82,8 +82,7 @@ def _daemon(mountpoint: str, variant: str, out: str) -> None:
         os.replace(out + ".tmp", out)
 
     signal.signal(signal.SIGUSR1, dump)
-    ops = daemon.init(mountpoint)
-    daemon.serve(ops, mountpoint)
+    daemon.serve(daemon.init(mountpoint), mountpoint)
 
 
 def run(binary: str, calls: int = 4000, repeats: int = 3) -> str:

@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--counts", required=True)
     args = parser.parse_args()
     counts: collections.Counter = collections.Counter()
-    ops = daemon.init(args.mountpoint)
+    mounted = daemon.init(args.mountpoint)
+    ops = mounted.ops
     for name in REQUESTS:
         method = getattr(ops, name, None)
         if method is None:
@@ -47,7 +48,7 @@ def main() -> None:
 
     signal.signal(signal.SIGUSR1, dump)  # a snapshot on demand
     try:
-        daemon.serve(ops, args.mountpoint)
+        daemon.serve(mounted, args.mountpoint)
     finally:
         dump()
 

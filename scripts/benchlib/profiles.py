@@ -95,7 +95,7 @@ def summarise(raw_path: str, top: int = 30) -> str:
     for fr, n in own.items():
         path = fr[fr.rfind("(") + 1:]
         group = ("wqfs" if path.startswith(("wqfs/", "operations.py", "handles.py", "callers.py", "names.py",
-                                            "xattrs.py"))
+                                            "xattrs.py", "pipes.py"))
                  else "pyfuse3" if "pyfuse3" in path else "trio" if path.startswith(("trio/", "outcome/", "attr"))
                  else "other")
         groups[group] += n

@@ -17,7 +17,7 @@ import sys
 
 import trio
 
-from wqfs.fuse.callers import CallerTable
+from wqfs.callers import CallerTable
 from wqfs.syscalls.front import SyscallFront
 from wqfs.syscalls.run import Supervised
 from wqfs.syscalls.transfer import TransferPool

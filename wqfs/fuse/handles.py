@@ -11,7 +11,7 @@ import pyfuse3
 import trio
 
 from .. import abi, records
-from ..kernel import Cred, Kernel, KernelError, KeyState, WatchQueue
+from ..kernel import Cred, Kernel, KernelError, WatchQueue
 
 
 @dataclass
@@ -49,11 +49,7 @@ class KeyFile:
             self.serial = kernel.add_key(self.cred, self.type_name, self.description, payload, self.ring)
             self.limit = abi.UPDATE_MAX_PAYLOAD
             return
-        key = kernel.keys.get(self.serial)
-        if key is not None and key.state is KeyState.UNINSTANTIATED:
-            kernel.instantiate(self.cred, self.serial, payload, 0)
-        else:
-            kernel.update(self.cred, self.serial, payload)
+        kernel.write_payload(self.cred, self.serial, payload)
 
 
 class Waiter:

@@ -26,7 +26,6 @@ KEY_BASE = 1 << 32         # keys: KEY_BASE + serial
 # Above every key inode, serial_of gives it no key (a serial over 2^32): the handlers that
 # take a key inode answer ENOENT for it.
 HIDDEN_BASE = 1 << 33
-HIDDEN_OWNER = 65534       # overflowuid and overflowgid: the owner a hidden member shows
 NAME_MAX = 255
 
 

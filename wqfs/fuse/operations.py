@@ -20,19 +20,17 @@ import pyfuse3
 import trio
 
 from .. import abi
-from ..kernel import Cred, id_arg, Kernel, KernelError, Key, KeyState, KeyUnderConstruction, WatchQueue, permission
-from ..kernel.keytypes import lookup_type
+from ..callers import CallerTable, nofile_limit
+from ..kernel import Cred, Filter, id_arg, Kernel, KernelError, Key, KeyUnderConstruction, permission, shown_gid
 from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
-from ..kernel.filter import Filter
 from . import names, xattrs
-from .callers import CallerTable, alive, nofile_limit
-from .handles import DirHandle, EventFile, KeyFile, Pipe, QueueFile, Stream, Waiter
+from .handles import DirHandle, EventFile, KeyFile, QueueFile, Stream, Waiter
+from .pipes import PipeRegistry
 from .requests import REQUESTS, Request
 
 log = logging.getLogger("wqfs.fuse")
 
 EVENTS_QUEUE_SIZE = 256
-REAPER_INTERVAL = 1.0         # how often thread/process/session owners are checked
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -88,24 +86,23 @@ class WqfsOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, kernel: Kernel, verbose: bool = False) -> None:
+    def __init__(self, kernel: Kernel, callers: CallerTable, verbose: bool = False) -> None:
         super().__init__()
         self.kernel = kernel
         self.verbose = verbose
-        self.allow_other = False  # set by daemon.init: other users may use the mount (and wqfs run)
-        self.callers = CallerTable()
+        self.callers = callers
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self._dynamic: dict[int, tuple[str, Any]] = {}  # inode -> ("events", name) | ("pending", KeyFile)
+        # inode -> ("events", specs) | ("pending", KeyFile) | ("pipe", (token, end)): pipe ends
+        # are made and freed by self.pipes
+        self._dynamic: dict[int, tuple[str, Any]] = {}
         self._events_inodes: dict[bytes, int] = {}
         self._events_lookups: dict[int, list] = {}  # events inode -> [its name, the kernel's lookup count]
         self._next_inode = names.DYNAMIC_BASE
-        self._pipes: dict[str, Pipe] = {}
-        self._pipe_ends: dict[bytes, int] = {}  # unopened end name -> inode
+        # the pipes of `wqfs run`, served under .pipe/; the syscall front is handed this alone
+        self.pipes = PipeRegistry(kernel, self._alloc_inode, self._free_inode)
         self._closing = False
         self._waiters: set[Waiter] = set()  # every parked request, for shutdown
-        self._gc_wake = trio.Event()
-        kernel.add_gc_listener(self._wake_gc)
 
     # ------------------------------------------------------------ plumbing
 
@@ -130,12 +127,17 @@ class WqfsOperations(pyfuse3.Operations):
         self._dynamic[inode] = (kind, value)
         return inode
 
+    def _free_inode(self, inode: int) -> None:
+        self._dynamic.pop(inode, None)
+
     def _key(self, inode: int) -> Key:
         serial = names.serial_of(inode)
-        key = self.kernel.keys.get(serial) if serial is not None else None
-        if key is None or key.dead:
+        if serial is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return key
+        try:
+            return self.kernel.key(serial)
+        except KernelError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
 
     _started_ns = time.time_ns()
 
@@ -147,7 +149,7 @@ class WqfsOperations(pyfuse3.Operations):
         attr.st_mode = mode
         attr.st_nlink = nlink
         attr.st_size = size
-        attr.st_blksize = 4096
+        attr.st_blksize = abi.PAGE_SIZE
         attr.st_blocks = (size + 511) // 512
         attr.entry_timeout = 0
         attr.attr_timeout = 0
@@ -165,16 +167,15 @@ class WqfsOperations(pyfuse3.Operations):
             mode |= (r if bits & abi.KEY_READ else 0) | (w if bits & abi.KEY_WRITE else 0)
             if key.is_keyring and bits & abi.KEY_SEARCH:
                 mode |= x
-        if key.is_keyring:
-            assert key.members is not None
+        if key.is_keyring:  # a keyring's size is what a read of it gives: a serial per member
             attr = self._base_attr(names.key_inode(key.serial), stat.S_IFDIR | mode,
-                                   4 * len(key.members), 2 + len(key.subrings))
+                                   4 * key.nr_members, 2 + key.nr_subrings)
         else:
             attr = self._base_attr(names.key_inode(key.serial), stat.S_IFREG | mode,
-                                   len(key.payload), len(key.parents))
+                                   key.payload_size, key.nr_links)
         attr.generation = key.generation
         attr.st_uid = key.uid
-        attr.st_gid = abi.OVERFLOW_GID if key.gid == -1 else key.gid
+        attr.st_gid = shown_gid(key)
         # The kernel keeps no access time a caller could see; one that moved on every read or
         # search would tell anyone who may stat the key when others use it.
         attr.st_atime_ns = attr.st_mtime_ns = key.mtime_ns
@@ -187,7 +188,7 @@ class WqfsOperations(pyfuse3.Operations):
         a plain file of mode 0, size 0, the overflow owner, the mount's time, on an inode of
         its own (names.HIDDEN_BASE) that keeps that one file type whatever the key is."""
         attr = self._base_attr(names.hidden_inode(key.serial), stat.S_IFREG)
-        attr.st_uid = attr.st_gid = names.HIDDEN_OWNER
+        attr.st_uid, attr.st_gid = abi.OVERFLOW_UID, abi.OVERFLOW_GID
         attr.generation = key.generation
         return attr
 
@@ -247,16 +248,13 @@ class WqfsOperations(pyfuse3.Operations):
         return key
 
     def _find_member(self, ring: Key, name: bytes) -> Optional[Key]:
-        assert ring.members is not None
         serial = names.parse_serial(name)
         if serial is not None:
-            key = self.kernel.keys.get(serial)
-            return key if key is not None and ring.serial in key.parents else None
+            return self.kernel.find_member(ring, serial)
         try:
-            index = names.parse_entry(name)
+            return self.kernel.find_member(ring, names.parse_entry(name))
         except KernelError:
             return None
-        return ring.members.get(index)
 
     def _visible_member(self, ring: Key, name: bytes, cred: Cred) -> Key:
         """The member a lookup of name in ring finds for cred, answered so that a name cred may
@@ -316,7 +314,7 @@ class WqfsOperations(pyfuse3.Operations):
                 return self._attr(names.PIPES, cred)
             raise pyfuse3.FUSEError(errno.ENOENT)
         if parent_inode == names.PIPES:
-            inode = self._pipe_ends.get(name)
+            inode = self.pipes.end_inode(name)
             if inode is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             return self._attr(inode, cred)
@@ -325,9 +323,9 @@ class WqfsOperations(pyfuse3.Operations):
             # is the kernel's own, since keyctl_describe answers ENOKEY (lookup_user_key finds
             # nothing) before EACCES (key_permission). Serials are not secret; VIEW guards the rest.
             serial = names.parse_serial(name)
-            if serial is None or serial not in self.kernel.keys:
+            if serial is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
-            return self._attr(names.key_inode(serial), cred)
+            return self._attr(names.key_inode(self._key(names.key_inode(serial)).serial), cred)
         if parent_inode == names.EVENTS:
             inode = self._events_inode(name)
             self._events_lookups.setdefault(inode, [name, 0])[1] += 1
@@ -410,8 +408,7 @@ class WqfsOperations(pyfuse3.Operations):
             # A read gives serials only; a member's type, description and attributes take
             # keyctl_describe's VIEW on it, and without that it is listed by serial, hidden.
             self.kernel.check_read(cred, ring.serial)
-            assert ring.members is not None
-            for member in list(ring.members.values()):
+            for member in self.kernel.keyring_members(ring):
                 if _may_view(self.kernel, cred, member):
                     handle.entries.append((names.entry_name(member), self._key_attr(member)))
                 else:
@@ -500,15 +497,12 @@ class WqfsOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         ring = self._keyring(parent_inode)
         type_name, description = names.parse_entry(name)
-        ktype = lookup_type(type_name, unknown=errno.ENODEV)  # a new key: add_key's errno
-        if ktype.is_keyring:
+        if type_name == "keyring":
             raise KernelError(errno.EISDIR, "keyrings are made with mkdir")
-        if not description:
-            raise KernelError(errno.EINVAL, "a description is required")
-        ktype.check_description(description)
         cred = self._cred(ctx)
-        self.kernel.lookup(cred, ring.serial, abi.KEY_WRITE)  # EACCES now, not at close
-        handle = KeyFile(cred, None, ring.serial, type_name, description, limit=32767)
+        # add_key's checks now, so that open fails as the add_key at close would; the payload's at close
+        self.kernel.check_add_key(cred, type_name, description, ring.serial)
+        handle = KeyFile(cred, None, ring.serial, type_name, description, limit=abi.USER_MAX_PAYLOAD)
         handle.entry_name = name  # type: ignore[attr-defined]
         inode = self._alloc_inode("pending", handle)
         handle.inode = inode  # type: ignore[attr-defined]
@@ -527,7 +521,7 @@ class WqfsOperations(pyfuse3.Operations):
             return stream
         if dynamic is not None and dynamic[0] == "pipe":
             token, end = dynamic[1]
-            pipe = self._pipes.get(token)
+            pipe = self.pipes.get(token)
             if pipe is None or ctx.uid != os.getuid():
                 raise pyfuse3.FUSEError(errno.EACCES)
             stream.fh = self._add_handle(QueueFile(pipe.queue, pipe.cred, pipe.pid, nonblock, pipe, end))
@@ -551,13 +545,9 @@ class WqfsOperations(pyfuse3.Operations):
             self.kernel.read(cred, key.serial)
         handle = KeyFile(cred, key.serial)
         if accmode in (os.O_WRONLY, os.O_RDWR):
-            if key.state is KeyState.UNINSTANTIATED:
-                self.kernel.lookup(cred, key.serial, abi.KEY_WRITE, partial=True)
-                handle.limit = 32767
-            else:
-                self.kernel.lookup(cred, key.serial, abi.KEY_WRITE)
-            if flags & os.O_APPEND:
-                handle.buffer = bytearray(key.payload)
+            handle.limit = self.kernel.write_limit(cred, key.serial)
+            if flags & os.O_APPEND:  # appending is reading, then writing: it needs what a read needs
+                handle.buffer = bytearray(self.kernel.read(cred, key.serial))
         return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
 
     def _open_events(self, specs: list[int], cred: Cred, pid: int, nonblock: bool) -> EventFile:
@@ -697,7 +687,7 @@ class WqfsOperations(pyfuse3.Operations):
         elif isinstance(handle, Stream):
             handle.close(self.kernel)
             if isinstance(handle, QueueFile) and handle.pipe is not None and handle.pipe.open_ends == 0:
-                self._pipes = {t: p for t, p in self._pipes.items() if p is not handle.pipe}
+                self.pipes.closed(handle.pipe)
 
     @handler
     async def poll(self, inode: int, fh: int, poll_handle: Optional[pyfuse3.PollHandle],
@@ -759,69 +749,12 @@ class WqfsOperations(pyfuse3.Operations):
     @handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         data = pyfuse3.StatvfsData()
-        data.f_bsize = data.f_frsize = 4096
-        data.f_files = len(self.kernel.keys)
+        data.f_bsize = data.f_frsize = abi.PAGE_SIZE
+        data.f_files = self.kernel.statistics()["keys"]
         data.f_namemax = names.NAME_MAX
         return data
 
-    # ------------------------------------------------------------ pipes
-
-    def new_pipe(self, cred: Cred, pid: int) -> tuple[str, str]:
-        """A queue with a read end and a write end, for the syscall front to open and hand over."""
-        token = os.urandom(8).hex()
-        self._pipes[token] = Pipe(self.kernel.new_queue(cred), cred, pid)
-        ends = (f"{token}r", f"{token}w")
-        for end in ends:
-            self._pipe_ends[end.encode()] = self._alloc_inode("pipe", (token, end[-1]))
-        return ends
-
-    def forget_pipe(self, *ends: str) -> None:
-        for end in ends:
-            inode = self._pipe_ends.pop(end.encode(), None)
-            if inode is not None:
-                self._dynamic.pop(inode, None)
-        token = ends[0][:-1]
-        pipe = self._pipes.get(token)
-        if pipe is not None and pipe.open_ends == 0:
-            del self._pipes[token]
-            self.kernel.release_queue(pipe.queue)
-
-    def pipe_queue(self, token: str) -> Optional[WatchQueue]:
-        pipe = self._pipes.get(token)
-        return pipe.queue if pipe is not None else None
-
-    def set_pipe_nonblocking(self, token: str, end: str, nonblock: bool) -> None:
-        """fcntl(F_SETFL) or FIONBIO on an end, seen by the syscall front: FUSE tells a
-        file's O_NONBLOCK at open only (pyfuse3's read() drops the flags of each read)."""
-        pipe = self._pipes.get(token)
-        handle = pipe.ends.get(end) if pipe is not None else None
-        if handle is not None:
-            handle.nonblock = nonblock
-
-    # ------------------------------------------------------ background work
-
-    def _wake_gc(self) -> None:
-        self._gc_wake.set()
-
-    async def run_gc(self) -> None:
-        """The key garbage collector runs as its own task, after the operation that doomed a key."""
-        while True:
-            self._gc_wake = trio.Event()
-            due = self.kernel.collect()
-            with trio.move_on_after(math.inf if due is None else due + 0.01):
-                await self._gc_wake.wait()
-
-    async def run_reaper(self) -> None:
-        """Thread, process and session keyrings go when their owner ends."""
-        while True:
-            await trio.sleep(REAPER_INTERVAL)
-            for kind in ("thread", "process"):
-                for owner in self.kernel.owners(kind):
-                    if isinstance(owner, tuple) and not alive(owner):
-                        self.kernel.owner_gone(kind, owner)
-            for token in self.kernel.owners("session"):
-                if not self.callers.session_alive(token):
-                    self.kernel.owner_gone("session", token)
+    # ------------------------------------------------------------ shutdown
 
     def shutdown(self) -> None:
         """Wake every blocked reader so that nothing holds the unmount."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 
 from .. import abi
-from ..kernel import Cred, Kernel, KernelError, KeyState, describe_key, permission
+from ..kernel import Cred, Kernel, KernelError, describe_key, permission, shown_gid
 from ..protocol import parse_int, parse_key_spec
 
 PREFIX = b"user.keyctl."
@@ -63,7 +63,7 @@ def get(kernel: Kernel, cred: Cred, serial: int, name: bytes) -> bytes:
         # (describe and the others fail on a revoked or expired key, as keyctl does).
         key, possessed = kernel.lookup(cred, serial, partial=True, defer=True)
         permission.check(key, cred, abi.KEY_VIEW, possessed)
-        return state_of(kernel, key).encode()
+        return kernel.key_state(key).encode()
     key, _ = kernel.lookup(cred, serial, abi.KEY_VIEW, partial=True)
     if attr == "describe":
         value = describe_key(key)
@@ -76,22 +76,13 @@ def get(kernel: Kernel, cred: Cred, serial: int, name: bytes) -> bytes:
     elif attr == "uid":
         value = str(key.uid)
     elif attr == "gid":
-        value = str(abi.OVERFLOW_GID if key.gid == -1 else key.gid)
+        value = str(shown_gid(key))
     elif attr == "perm":
         value = f"{key.perm:08x}"
     else:  # expiry
-        value = "none" if key.expiry is None else str(max(0, int(key.expiry - kernel.now())))
+        left = kernel.key_expiry_left(key)
+        value = "none" if left is None else str(left)
     return value.encode("utf-8", "surrogateescape")
-
-
-def state_of(kernel: Kernel, key) -> str:
-    if key.invalidated:
-        return "invalidated"
-    if key.revoked:
-        return "revoked"
-    if key.expired(kernel.now()):
-        return "expired"
-    return key.state.value
 
 
 def set(kernel: Kernel, cred: Cred, serial: int, name: bytes, value: bytes) -> None:
@@ -140,4 +131,4 @@ def names(key_is_keyring: bool) -> list[bytes]:
     return [PREFIX + a.encode() for a in READABLE]
 
 
-__all__ = ["get", "set", "names", "state_of", "KeyState"]
+__all__ = ["get", "set", "names"]

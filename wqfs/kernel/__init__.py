@@ -1,11 +1,18 @@
-"""The emulated kernel: no FUSE, no trio; keys, keyrings, queues and their rules."""
-from . import permission
+"""The emulated kernel: no FUSE, no trio. The general notification queue (watch_queue/) apart
+from its sources (keys/), and the Kernel that holds one machine's state.
+
+What this package exports is the core's public API: the fronts (the FUSE tree, the syscall
+front, the CLI) import only these names (mountpoint_tests/test_boundary.py enforces it).
+"""
 from .cred import Cred, id_arg
 from .errors import KernelError, KeyUnderConstruction
-from .filter import Filter, TypeFilter, pack_filter
-from .kernel import Kernel, describe_key
-from .key import Key, KeyState
-from .queue import QueueStatistics, WatchQueue, capacity_for
+from .kernel import Kernel
+from .keys import permission
+from .keys.key import Key, KeyState, check_add_key_payload, check_update_payload, describe_key, shown_gid
+from .keys.key_type import check_type_name
+from .watch_queue import Filter, QueueStatistics, TypeFilter, WatchQueue, capacity_for, filter_entries_size, pack_filter
 
-__all__ = ["permission", "Cred", "id_arg", "Filter", "Kernel", "KernelError", "KeyUnderConstruction", "Key", "KeyState", "QueueStatistics",
-           "TypeFilter", "WatchQueue", "capacity_for", "describe_key", "pack_filter"]
+__all__ = ["Cred", "id_arg", "KernelError", "KeyUnderConstruction", "Kernel", "permission", "Key", "KeyState",
+           "describe_key", "shown_gid", "check_type_name", "check_add_key_payload", "check_update_payload",
+           "Filter", "QueueStatistics", "TypeFilter", "WatchQueue", "capacity_for", "filter_entries_size",
+           "pack_filter"]

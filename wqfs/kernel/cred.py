@@ -1,4 +1,5 @@
-"""Who is asking: the identity a front derives from the real caller, never from its words."""
+"""Who is asking (include/linux/cred.h's struct cred, and capable() of kernel/capability.c):
+the identity a front derives from the real caller, never from its words."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

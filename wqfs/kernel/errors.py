@@ -1,4 +1,5 @@
-"""The one exception the core raises: a kernel errno, which every front passes on."""
+"""The one exception the core raises: a kernel errno (include/uapi/asm-generic/errno-base.h,
+errno.h), which every front passes on."""
 from __future__ import annotations
 
 import errno

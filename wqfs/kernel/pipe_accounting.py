@@ -22,7 +22,7 @@ from .errors import KernelError
 
 if TYPE_CHECKING:
     from .cred import Cred
-    from .queue import WatchQueue
+    from .watch_queue import WatchQueue
 
 SYSCTL_DIR = "/proc/sys/fs"
 

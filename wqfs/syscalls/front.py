@@ -11,17 +11,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import select
 import struct
-from typing import Optional
+from typing import Optional, Protocol
 
 import trio
 
 from .. import abi
-from ..fuse.callers import CallerTable
-from ..kernel import Cred, id_arg, Kernel, KernelError, KeyUnderConstruction, WatchQueue
-from ..kernel.filter import Filter
+from ..callers import CallerTable
+from ..kernel import Cred, Filter, check_add_key_payload, check_update_payload, filter_entries_size, id_arg, Kernel, KernelError, KeyUnderConstruction, WatchQueue
 from . import memory, seccomp
 from .seccomp import Notification
 from .transfer import TransferPool
@@ -45,15 +43,35 @@ def _u32(value: int) -> int:
     return value & 0xFFFFFFFF
 
 
-class SyscallFront:
-    """Serves seccomp listeners in the daemon's trio loop, against its kernel and tree."""
+class Pipes(Protocol):
+    """What the front needs of whoever serves the ends of its pipes as files of the mount (the
+    tree: wqfs/fuse/pipes.py). An end is named by a path relative to the mount, a pipe by a token."""
 
-    def __init__(self, kernel: Kernel, ops, mountpoint: str, callers: CallerTable) -> None:
+    def new_pipe(self, cred: Cred, pid: int) -> tuple[str, str]:
+        """A new pipe's read and write ends, to be opened once each and then forgotten."""
+
+    def forget_pipe(self, *paths: str) -> None:
+        """The ends' names go; the pipe lives on while an end is open."""
+
+    def end_of(self, path: str) -> Optional[tuple[str, str]]:
+        """(token, "r" or "w") when path names a pipe end, else None."""
+
+    def pipe_queue(self, token: str) -> Optional[WatchQueue]:
+        """The pipe's queue, None once its ends are all closed."""
+
+    def set_pipe_nonblocking(self, token: str, end: str, nonblock: bool) -> None:
+        """O_NONBLOCK set on an open end after its open (fcntl, FIONBIO)."""
+
+
+class SyscallFront:
+    """Serves seccomp listeners in the daemon's trio loop, against its kernel and pipes."""
+
+    def __init__(self, kernel: Kernel, pipes: Pipes, mountpoint: str, callers: CallerTable) -> None:
         self.kernel = kernel
-        self.ops = ops
+        self.pipes = pipes
         self.mountpoint = mountpoint  # already real: the daemon must never stat its own mount
         self.callers = callers
-        self._pipe_re = re.compile(re.escape(self.mountpoint) + r"/\.pipe/([0-9a-f]+)([rw])$")
+        self._in_mount = self.mountpoint + "/"
         self.served = 0
         self.dropped = 0
         self.transfers = TransferPool()
@@ -157,16 +175,15 @@ class SyscallFront:
         if flags & ~PIPE2_FLAGS:
             raise KernelError(errno.EINVAL, "unknown pipe2 flags")
         cred = call.cred()
-        read_name, write_name = self.ops.new_pipe(cred, call.pid)
+        read_end, write_end = self.pipes.new_pipe(cred, call.pid)
         nonblock = os.O_NONBLOCK if flags & os.O_NONBLOCK else 0
-        base = os.path.join(self.mountpoint, ".pipe")
         fds: list[int] = []
         try:
             # Opening our own FUSE files must not block the loop that serves them.
             fds.append(await trio.to_thread.run_sync(
-                os.open, os.path.join(base, read_name), os.O_RDONLY | nonblock | os.O_CLOEXEC))
+                os.open, self._in_mount + read_end, os.O_RDONLY | nonblock | os.O_CLOEXEC))
             fds.append(await trio.to_thread.run_sync(
-                os.open, os.path.join(base, write_name), os.O_WRONLY | nonblock | os.O_CLOEXEC))
+                os.open, self._in_mount + write_end, os.O_WRONLY | nonblock | os.O_CLOEXEC))
             call.require_valid()
             # do_pipe2 installs the fds only once copy_to_user succeeded: on EFAULT the
             # caller has none, so the array is probed before any fd is put there.
@@ -178,7 +195,7 @@ class SyscallFront:
         finally:
             for fd in fds:  # close() flushes through FUSE: never on the loop's own thread
                 await trio.to_thread.run_sync(os.close, fd)
-            self.ops.forget_pipe(read_name, write_name)
+            self.pipes.forget_pipe(read_end, write_end)
 
     # ---- ioctl ----
 
@@ -187,9 +204,10 @@ class SyscallFront:
         target = call.fd_target(fd)
         if target is None:
             return "badf"
-        match = self._pipe_re.match(target)
-        if match is not None:
-            return match.group(1), match.group(2)
+        if target.startswith(self._in_mount):
+            end = self.pipes.end_of(target[len(self._in_mount):])
+            if end is not None:
+                return end
         return "pipe" if target.startswith("pipe:") else "other"
 
     def queue_of(self, call: Trapped, fd: int) -> tuple[Optional[WatchQueue], str]:
@@ -200,14 +218,14 @@ class SyscallFront:
         end = self._pipe_end(call, fd)
         if isinstance(end, str):
             return None, end
-        queue = self.ops.pipe_queue(end[0])
+        queue = self.pipes.pipe_queue(end[0])
         return (queue, end[1]) if queue is not None else (None, "other")
 
     def _set_nonblocking(self, call: Trapped, fd: int, nonblock: bool) -> object:
         """Note O_NONBLOCK for one of our ends; the kernel still sets the flag itself."""
         end = self._pipe_end(call, fd)
         if not isinstance(end, str):
-            self.ops.set_pipe_nonblocking(end[0], end[1], nonblock)
+            self.pipes.set_pipe_nonblocking(end[0], end[1], nonblock)
         return CONTINUE
 
     async def _ioctl(self, call: Trapped, fd: int, cmd: int, arg: int) -> object:
@@ -219,7 +237,7 @@ class SyscallFront:
                 value = struct.unpack("<i", await call.read(arg, 4))[0]
             except KernelError:
                 return CONTINUE  # the kernel's EFAULT
-            self.ops.set_pipe_nonblocking(end[0], end[1], value != 0)
+            self.pipes.set_pipe_nonblocking(end[0], end[1], value != 0)
             return CONTINUE
         queue, kind = self.queue_of(call, fd)
         if queue is None:
@@ -272,8 +290,7 @@ class SyscallFront:
 
     async def _add_key(self, call: Trapped, cred: Cred, args: tuple[int, ...]) -> int:
         plen = args[3]
-        if plen > abi.ADD_KEY_MAX_PAYLOAD:  # checked before anything is copied in
-            raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
+        check_add_key_payload(plen)  # before anything is copied in
         type_name, description, payload = await call.copy(_read_add_key, args[0], args[1], args[2], plen)
         return self.kernel.add_key(cred, type_name, description, payload, _i32(args[4]))
 
@@ -301,8 +318,7 @@ class SyscallFront:
             name = await call.copy(memory.strndup_user, a2, abi.KEY_MAX_DESC_SIZE) if a2 else None
             return self.callers.join_session(self.kernel, cred, call.pid, name)
         if option == abi.KEYCTL_UPDATE:
-            if a4 > abi.UPDATE_MAX_PAYLOAD:
-                raise KernelError(errno.EINVAL, "an update payload is at most 4096 bytes")
+            check_update_payload(a4)  # before the copy
             k.update(cred, _i32(a2), await call.read(a3, a4) if a4 else b"")
             return 0
         if option == abi.KEYCTL_REVOKE:
@@ -417,10 +433,7 @@ def _read_restriction(pid: int, type_ptr: int, restriction_ptr: int) -> tuple[st
 def _read_filter(pid: int, arg: int) -> bytes:
     """watch_queue_set_filter's two copies: the header, checked, then the entries."""
     header = memory.read(pid, arg, 8)
-    nr_filters, reserved = struct.unpack("<II", header)
-    if nr_filters == 0 or nr_filters > abi.WATCH_QUEUE_MAX_FILTERS or reserved:
-        raise KernelError(errno.EINVAL, "nr_filters must be 1..16 and __reserved 0")
-    return header + memory.read(pid, arg + 8, nr_filters * abi.TYPE_FILTER_SIZE)
+    return header + memory.read(pid, arg + 8, filter_entries_size(header))
 
 
 def _read_iov(pid: int, iov: int, count: int) -> bytes:
@@ -441,6 +454,5 @@ def _read_iov(pid: int, iov: int, count: int) -> bytes:
             raise KernelError(errno.EFAULT, "iov_base is not a user address")
         vectors.append((base, length))
         total += length
-    if total > abi.ADD_KEY_MAX_PAYLOAD:
-        raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
+    check_add_key_payload(total)
     return b"".join(memory.read(pid, base, length) for base, length in vectors if length)

@@ -5,10 +5,11 @@ import ctypes
 import errno
 from typing import Callable
 
-from ..kernel import KernelError
+from .. import abi
+from ..kernel import KernelError, check_type_name
 from .seccomp import libc
 
-PAGE = 4096
+PAGE = abi.PAGE_SIZE
 
 
 class _IoVec(ctypes.Structure):
@@ -86,10 +87,7 @@ def probe_writable(pid: int, address: int, length: int) -> None:
 def read_type(pid: int, address: int) -> str:
     """key_get_type_from_user: 1..31 characters, EPERM for a type starting with '.'."""
     name = read_string_limited(pid, address, 32)
-    if not name:
-        raise KernelError(errno.EINVAL, "empty key type")
-    if name.startswith("."):
-        raise KernelError(errno.EPERM, "internal key type")
+    check_type_name(name)
     return name
 
 

@@ -15,7 +15,7 @@ import errno
 import os
 from typing import Any, Callable, Optional
 
-from ..fuse.callers import CallerTable, TaskGone, TaskInfo, nofile_limit
+from ..callers import CallerTable, TaskGone, TaskInfo, nofile_limit
 from ..kernel import Cred, KernelError
 from . import memory, seccomp
 from .seccomp import Notification
@@ -74,9 +74,7 @@ class Trapped:
 
     def cred(self) -> Cred:
         """The task's credentials now: fsuid, fsgid, groups, capabilities, keyring owners."""
-        info = self.info()
-        return Cred(info.fsuid, info.fsgid, info.groups, info.thread, info.process, info.session,
-                    implicit_session=True, caps=info.caps)
+        return self.info().cred(implicit_session=True)
 
     def fd_target(self, fd: int) -> Optional[str]:
         """What the task's fd is (readlink of /proc/TID/fd/N), None for no such fd."""

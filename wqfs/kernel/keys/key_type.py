@@ -1,11 +1,13 @@
-"""Key types: what each accepts as a description and payload, as the kernel's do."""
+"""Key types (include/linux/key-type.h): security/keys/user_defined.c's user and logon,
+keyring.c's keyring; and key.c's key_type_lookup with keyctl.c's key_get_type_from_user
+rule for a type's name."""
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
 
-from .. import abi
-from .errors import KernelError
+from ... import abi
+from ..errors import KernelError
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class KeyType:
                 raise KernelError(errno.EINVAL, "a keyring takes no payload")
             return
         # user_preparse: 1..32767 bytes.
-        if not 0 < len(payload) <= 32767:
+        if not 0 < len(payload) <= abi.USER_MAX_PAYLOAD:
             raise KernelError(errno.EINVAL, "a user or logon payload is 1..32767 bytes")
 
     def default_perm(self) -> int:
@@ -47,11 +49,18 @@ KEYRING = KeyType("keyring", readable=True, updatable=False, is_keyring=True)
 TYPES = {t.name: t for t in (USER, LOGON, KEYRING)}
 
 
+def check_type_name(name: str) -> None:
+    """key_get_type_from_user: EINVAL for no name, EPERM for one starting with '.' (internal)."""
+    if not name:
+        raise KernelError(errno.EINVAL, "empty key type")
+    if name.startswith("."):
+        raise KernelError(errno.EPERM, f"key type {name!r} is internal")
+
+
 def lookup_type(name: str, unknown: int = errno.ENOKEY) -> KeyType:
     """key_type_lookup: ENOKEY for a type that does not exist, except where a key is being
     made (add_key, and a new file in the tree), which says ENODEV."""
-    if name.startswith("."):
-        raise KernelError(errno.EPERM, f"key type {name!r} is internal")
+    check_type_name(name)
     try:
         return TYPES[name]
     except KeyError:

@@ -1,12 +1,13 @@
-"""Queue filters: struct watch_notification_filter, validated and matched as watch_queue.c does."""
+"""Queue filters (kernel/watch_queue.c: watch_queue_set_filter, filter_watch_notification):
+struct watch_notification_filter, validated and matched as the kernel does."""
 from __future__ import annotations
 
 import errno
 import struct
 from dataclasses import dataclass, field
 
-from .. import abi
-from .errors import KernelError
+from ... import abi
+from ..errors import KernelError
 
 _HEADER = struct.Struct("<II")
 _ENTRY = struct.Struct("<III8I")
@@ -29,6 +30,15 @@ def pack_filter(entries: list[TypeFilter], reserved: int = 0, nr_filters: int | 
     """The bytes of a struct watch_notification_filter, as a program passes to SET_FILTER."""
     count = len(entries) if nr_filters is None else nr_filters
     return _HEADER.pack(count, reserved) + b"".join(e.pack() for e in entries)
+
+
+def filter_entries_size(header: bytes) -> int:
+    """watch_queue_set_filter's check of the header it copied first: EINVAL unless nr_filters is
+    1..16 and __reserved 0. Returns how many bytes of entries follow, to copy next."""
+    nr_filters, reserved = _HEADER.unpack_from(header)
+    if nr_filters == 0 or nr_filters > abi.WATCH_QUEUE_MAX_FILTERS or reserved != 0:
+        raise KernelError(errno.EINVAL, "nr_filters must be 1..16 and __reserved 0")
+    return nr_filters * _ENTRY.size
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,7 @@ class Filter:
         """Validate in the kernel's order; EFAULT stands for a copy that would fail."""
         if len(data) < _HEADER.size:
             raise KernelError(errno.EFAULT, "filter header truncated")
-        nr_filters, reserved = _HEADER.unpack_from(data)
-        if nr_filters == 0 or nr_filters > abi.WATCH_QUEUE_MAX_FILTERS or reserved != 0:
-            raise KernelError(errno.EINVAL, "nr_filters must be 1..16 and __reserved 0")
+        nr_filters = filter_entries_size(data[:_HEADER.size]) // _ENTRY.size
         if len(data) < _HEADER.size + nr_filters * _ENTRY.size:
             raise KernelError(errno.EFAULT, "filter array truncated")
         stored: list[_Stored] = []

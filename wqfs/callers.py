@@ -1,9 +1,20 @@
-"""Who is calling: identity, capabilities, thread/process/session, read from /proc.
+"""Who is calling, as the kernel's current_cred() and task_struct tell it: read from /proc.
 
-FUSE tells us the calling thread id and its fsuid/fsgid; everything else that the
-kernel would know about the caller (its process, its POSIX session, its groups, its
-capabilities) comes from /proc, never from anything the caller says. (A caller's signals
-reach the daemon as FUSE interrupts: requests.py.)
+This module is the daemon's current_cred(): a caller's fsuid, fsgid, supplementary groups and
+effective capabilities (its task's credentials), and the owners of its thread, process and
+session keyrings (its task, thread group and session, each keyed by (id, start time) so that a
+reused number is a new owner; or a session joined under `wqfs run`). All of it comes from /proc,
+never from anything the caller says, and TaskInfo.cred is the one place a Cred is made of it.
+Both fronts use it:
+
+* the FUSE tree (fuse/operations.py): FUSE names the calling thread and gives its fsuid and
+  fsgid with each request; CallerTable.cred keeps the Cred for 0.5 s while a pidfd of the
+  thread says it is still the same task;
+* the syscall front (syscalls/trapped.py): a trapped task is read through its own /proc/TID
+  directory, opened before SECCOMP_IOCTL_NOTIF_ID_VALID (CallerTable.task with dir_fd), and
+  its Cred is made afresh for every call.
+
+(A caller's signals reach the daemon as FUSE interrupts: fuse/requests.py.)
 """
 from __future__ import annotations
 
@@ -15,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Hashable, Optional
 
-from ..kernel import Cred, KernelError
+from .kernel import Cred, KernelError
 
 _TTL = 0.5  # seconds a thread's process and session are trusted before /proc is read again
 
@@ -36,6 +47,17 @@ class TaskInfo:
     fsuid: int = -1           # as the task's status says now (the syscall front's identity)
     fsgid: int = -1
     caps: int = 0             # CapEff, 0 for a task in another user namespace
+
+    def cred(self, implicit_session: bool, fsuid: Optional[int] = None, fsgid: Optional[int] = None) -> Cred:
+        """The task's Cred: the only place one is made from what /proc says, for both fronts.
+
+        fsuid and fsgid are the task's own (its status now) unless given: a FUSE request gives
+        them fresh, and the tree takes those. implicit_session is the kernel's KEY_LOOKUP_CREATE
+        rule for @s (a new session keyring where the session has none), which the syscall front
+        keeps and the tree turns off (see Cred)."""
+        return Cred(self.fsuid if fsuid is None else fsuid, self.fsgid if fsgid is None else fsgid,
+                    self.groups, self.thread, self.process, self.session,
+                    implicit_session=implicit_session, caps=self.caps)
 
 
 class TaskGone(Exception):
@@ -226,8 +248,7 @@ class CallerTable:
             if fd is not None:
                 os.close(fd)
             raise KernelError(errno.ESRCH, f"caller {tid} is not visible in /proc") from None
-        cred = Cred(uid, gid, info.groups, info.thread, info.process, info.session,
-                    implicit_session=False, caps=info.caps)
+        cred = info.cred(implicit_session=False, fsuid=uid, fsgid=gid)
         if fd is None:
             return cred
         if len(self._creds) >= _CREDS_MAX:

@@ -1,4 +1,5 @@
-"""A notification queue: the ring of 128-byte notes behind pipe2(O_NOTIFICATION_PIPE).
+"""A notification queue (kernel/watch_queue.c: watch_queue_set_size, post_one_notification,
+and fs/pipe.c's pipe_read of a notification pipe): the ring of notes behind pipe2(O_NOTIFICATION_PIPE).
 
 It keeps the kernel's rules for size, filter, loss and read(), and knows nothing of
 how a front waits: a front registers a listener and is told when something changed.
@@ -10,14 +11,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .. import abi
-from ..records import LOSS_BYTES
-from .errors import KernelError
+from ... import abi
+from ...records import LOSS_BYTES
+from ..errors import KernelError
 from .filter import Filter
 
 if TYPE_CHECKING:
-    from .cred import Cred
-    from .pipe_accounting import PipeAccounting
+    from ..cred import Cred
+    from ..pipe_accounting import PipeAccounting
     from .watch import Watch
 
 
@@ -60,7 +61,7 @@ class WatchQueue:
         self._bytes = 0
         self._note_loss = False
         self.writers = 1
-        self.watches: dict[int, Watch] = {}  # by key serial: one watch per (queue, key)
+        self.watches: dict[tuple[int, int], Watch] = {}  # by (watch type, object id): one per object
         self.defunct = False
         self._listeners: list[Callable[[], None]] = []
         self._posted = self._lost = self._filtered = 0

@@ -1,0 +1,116 @@
+"""Watches: kernel/watch_queue.c's struct watch, add_watch_to_object, remove_watch_from_object,
+remove_watch_list and post_watch_notification.
+
+A watch ties one queue to one watched object (a key today; mounts and superblocks beside
+it). The object keeps its watchers in a plain list, newest first as hlist_add_head leaves
+them; the queue keeps its watches by (watch type, object id), one per object. What a watch
+costs is charged to its user's nr_watches, limited by RLIMIT_NOFILE (EAGAIN past it).
+"""
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from ..errors import KernelError
+from ...records import pack_removal, with_tag
+
+if TYPE_CHECKING:
+    from .queue import WatchQueue
+
+
+class Watch:
+    """struct watch: the queue, the object's watch list, its type and id, the tag (info_id)
+    every record it delivers carries, and the user whose nr_watches it is charged to."""
+
+    __slots__ = ("queue", "watch_list", "type", "id", "tag", "uid")
+
+    def __init__(self, queue: WatchQueue, watch_list: list[Watch], wtype: int, object_id: int,
+                 tag: int, uid: int) -> None:
+        self.queue = queue
+        self.watch_list = watch_list
+        self.type = wtype
+        self.id = object_id
+        self.tag = tag
+        self.uid = uid
+
+    @property
+    def index(self) -> tuple[int, int]:
+        return (self.type, self.id)
+
+
+class WatchCounts:
+    """user->nr_watches of every user: what add_watch_to_object charges and the removal gives back."""
+
+    __slots__ = ("_by_uid",)
+
+    def __init__(self) -> None:
+        self._by_uid: dict[int, int] = {}
+
+    def charge(self, uid: int, limit: int) -> None:
+        """atomic_inc_return(&user->nr_watches) > RLIMIT_NOFILE: EAGAIN, nothing charged."""
+        count = self._by_uid.get(uid, 0)
+        if count + 1 > limit:
+            raise KernelError(errno.EAGAIN, f"uid {uid} has {count} watches, the RLIMIT_NOFILE limit")
+        self._by_uid[uid] = count + 1
+
+    def refund(self, uid: int) -> None:
+        left = self._by_uid.get(uid, 1) - 1
+        if left > 0:
+            self._by_uid[uid] = left
+        else:
+            self._by_uid.pop(uid, None)
+
+    def total(self) -> int:
+        return sum(self._by_uid.values())
+
+
+def find_watch(queue: WatchQueue, wtype: int, object_id: int) -> "Watch | None":
+    """The queue's watch on the object, if it has one."""
+    return queue.watches.get((wtype, object_id))
+
+
+def add_watch_to_object(watch: Watch, counts: WatchCounts, limit: int) -> None:
+    """EBUSY if the queue watches the object already; EAGAIN past the user's limit; else the
+    watch goes first on the object's list."""
+    if watch.index in watch.queue.watches:
+        raise KernelError(errno.EBUSY, f"the queue already watches object {watch.id}")
+    counts.charge(watch.uid, limit)
+    watch.watch_list.insert(0, watch)
+    watch.queue.watches[watch.index] = watch
+
+
+def _unhook(watch: Watch, counts: WatchCounts) -> None:
+    try:
+        watch.watch_list.remove(watch)
+    except ValueError:
+        pass
+    watch.queue.watches.pop(watch.index, None)
+    counts.refund(watch.uid)
+
+
+def remove_watch_from_object(watch: Watch, counts: WatchCounts) -> None:
+    """Unhook one watch and post its removal record (WATCH_META_REMOVAL_NOTIFICATION, with the
+    object's id), which no filter stops but a full queue can still lose."""
+    _unhook(watch, counts)
+    watch.queue.post(pack_removal(watch.id, watch.tag), filterable=False)
+
+
+def remove_watch_list(watch_list: list[Watch], counts: WatchCounts) -> None:
+    """The object is going away: every watch on it is removed, each with its record."""
+    for watch in list(watch_list):
+        remove_watch_from_object(watch, counts)
+
+
+def watch_queue_clear(queue: WatchQueue, counts: WatchCounts) -> None:
+    """The queue's last file closed: its watches are unhooked, and no record is posted (the
+    queue is defunct)."""
+    queue.defunct = True
+    for watch in list(queue.watches.values()):
+        _unhook(watch, counts)
+
+
+def post_watch_notification(watch_list: list[Watch], record: bytes) -> None:
+    """Every watch on the object gets its own copy of the untagged record, tagged with its
+    info_id, filtered by its queue."""
+    for watch in watch_list:
+        watch.queue.post(with_tag(record, watch.tag))
