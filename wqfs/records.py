@@ -158,13 +158,17 @@ class Decoder:
 _KEYCTL_WORDS = ("inst", "upd", "link", "unlk", "clr", "rev", "inv", "attr")
 
 
+def _keyctl_key_line(key_id: int, subtype: int, aux: int) -> str:
+    word = _KEYCTL_WORDS[subtype] if subtype < len(_KEYCTL_WORDS) else f"type={subtype}"
+    if subtype == abi.NOTIFY_KEY_LINKED or subtype == abi.NOTIFY_KEY_UNLINKED:
+        return f"{key_id} {word} {aux}"
+    return f"{key_id} {word}"
+
+
 def format_keyctl(record: Record) -> str:
     """One line as keyutils' `keyctl watch` prints it."""
     if isinstance(record, KeyNotification):
-        word = _KEYCTL_WORDS[record.subtype] if record.subtype < 8 else f"type={record.subtype}"
-        if record.subtype in (abi.NOTIFY_KEY_LINKED, abi.NOTIFY_KEY_UNLINKED):
-            return f"{record.key_id} {word} {record.aux}"
-        return f"{record.key_id} {word}"
+        return _keyctl_key_line(record.key_id, record.subtype, record.aux)
     if isinstance(record, Removal):
         return f"{record.id} gc"
     if isinstance(record, Loss):
@@ -210,3 +214,25 @@ def to_dict(record: Record) -> dict[str, object]:
 
 def format_json(record: Record) -> str:
     return json.dumps(to_dict(record), sort_keys=True)
+
+
+def keyctl_lines(data: bytes) -> bytes:
+    """format_keyctl of each record in data, a line each (the events/ files' text).
+
+    Key notifications (nearly every record) are formatted without building record objects;
+    anything else goes through parse_one and format_keyctl.
+    """
+    lines = []
+    offset, end = 0, len(data)
+    unpack = _KEY.unpack_from
+    while offset < end:
+        if end - offset >= _KEY.size:
+            word0, info, key_id, aux = unpack(data, offset)
+            if word0 & 0xFFFFFF == abi.WATCH_TYPE_KEY_NOTIFY and info & abi.WATCH_INFO_LENGTH == _KEY.size:
+                lines.append(_keyctl_key_line(key_id, word0 >> 24, aux))
+                offset += _KEY.size
+                continue
+        record, length = parse_one(data, offset)
+        lines.append(format_keyctl(record))
+        offset += length
+    return ("\n".join(lines) + "\n").encode() if lines else b""

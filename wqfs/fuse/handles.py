@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import errno
 import select
-import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -158,44 +157,13 @@ class EventFile(Stream):
                 return
             if not data:
                 return
-            self.text += keyctl_lines(data)
+            self.text += records.keyctl_lines(data)
 
     def poll_mask(self) -> int:
         mask = super().poll_mask() & ~(select.POLLOUT | select.POLLWRNORM)
         if self.text:
             mask |= select.POLLIN | select.POLLRDNORM
         return mask
-
-
-_KEY_RECORD = struct.Struct("<IIII")
-_KEYCTL_WORDS = ("inst", "upd", "link", "unlk", "clr", "rev", "inv", "attr")
-
-
-def keyctl_lines(data: bytes) -> bytes:
-    """records.format_keyctl of each record in data, a line each.
-
-    Key notifications (nearly every record) are formatted here without building record
-    objects; anything else goes through records.parse_one and format_keyctl.
-    """
-    lines = []
-    offset, end = 0, len(data)
-    unpack = _KEY_RECORD.unpack_from
-    while offset < end:
-        if end - offset >= 16:
-            word0, info, key_id, aux = unpack(data, offset)
-            if word0 & 0xFFFFFF == abi.WATCH_TYPE_KEY_NOTIFY and info & abi.WATCH_INFO_LENGTH == 16:
-                subtype = word0 >> 24
-                word = _KEYCTL_WORDS[subtype] if subtype < 8 else f"type={subtype}"
-                if subtype == abi.NOTIFY_KEY_LINKED or subtype == abi.NOTIFY_KEY_UNLINKED:
-                    lines.append(f"{key_id} {word} {aux}")
-                else:
-                    lines.append(f"{key_id} {word}")
-                offset += 16
-                continue
-        record, length = records.parse_one(data, offset)
-        lines.append(records.format_keyctl(record))
-        offset += length
-    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 @dataclass
