@@ -51,9 +51,12 @@ class Clock:
         return self.t
 
 
-def new_kernel(clock: Clock, *, gc_delay: float = abi.KEY_GC_DELAY, seed: int = SEED) -> Kernel:
-    """A kernel on the fake clock; NOWHERE stays unallocated (tests use it as "no such key")."""
-    k = Kernel(gc_delay=gc_delay, clock=clock, seed=seed)
+def new_kernel(clock: Clock, *, gc_delay: float = abi.KEY_GC_DELAY, seed: int = SEED,
+               rcu_grace: float = 0.0) -> Kernel:
+    """A kernel on the fake clock; NOWHERE stays unallocated (tests use it as "no such key").
+    Without RCU grace periods unless told (a key is freed at the next collect()): the grace
+    periods have tests of their own (test_core_gc.py), the other rules are tested apart from them."""
+    k = Kernel(gc_delay=gc_delay, clock=clock, seed=seed, rcu_grace=rcu_grace)
     assert NOWHERE not in k.keys
     return k
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from corelib import (ALICE, INVAL, REVOKED, SETATTR, UNLINKED, Clock, drain, errno_of, key_rec, members,
                      new_kernel, new_queue, removal_rec, ses)
 
@@ -135,3 +137,84 @@ def test_expiry_posts_nothing_until_gc(kernel: Kernel, q: WatchQueue, clock: Clo
     clock.t += abi.KEY_GC_DELAY
     kernel.collect()
     assert drain(q) == removal_rec(key, 1)
+
+
+# ---------------------------------------------------------------- RCU grace periods
+
+GRACE = abi.RCU_GRACE_PERIOD
+
+
+def rcu_kernel(clock: Clock) -> Kernel:
+    """A kernel with a distribution kernel's grace periods (the daemon's default)."""
+    return new_kernel(clock, rcu_grace=GRACE)
+
+
+def test_after_the_last_unlink_the_key_lives_one_grace_period(clock: Clock) -> None:
+    """keyring_free_object's key_put runs in an RCU callback: until then the key is found by
+    serial and may be linked again, and a read right after the unlink has UNLINKED alone."""
+    kernel, q = rcu_kernel(clock), new_queue()
+    ring = ses(kernel)
+    key = kernel.add_key(ALICE, "user", "k", b"v", ring)
+    kernel.setperm(ALICE, key, 0x3f110000)  # its owner may link it without possessing it
+    kernel.watch_key(ALICE, key, q, 1)
+    kernel.watch_key(ALICE, ring, q, 2)
+    kernel.unlink(ALICE, key, ring)
+    assert kernel.collect() == pytest.approx(GRACE)  # the next pass: when the grace period ends
+    assert drain(q) == key_rec(UNLINKED, ring, key, 2)
+    assert kernel.describe(ALICE, key).startswith("user;")
+    kernel.link(ALICE, key, ring)  # relinked in time: it is never freed
+    clock.t += 3 * GRACE
+    assert kernel.collect() is None
+    assert drain(q) == key_rec(abi.NOTIFY_KEY_LINKED, ring, key, 2)
+    assert members(kernel, ALICE, ring) == [key]
+
+
+def test_an_unreferenced_key_is_unseen_then_freed_after_synchronize_rcu(clock: Clock) -> None:
+    """Grace one: the link's reference goes and lookups fail (refcount_inc_not_zero); grace two:
+    key_garbage_collector's synchronize_rcu returns and the removal record is posted."""
+    kernel, q = rcu_kernel(clock), new_queue()
+    ring = ses(kernel)
+    key = kernel.add_key(ALICE, "user", "k", b"v", ring)
+    kernel.watch_key(ALICE, key, q, 1)
+    kernel.unlink(ALICE, key, ring)
+    clock.t += GRACE
+    assert kernel.collect() == pytest.approx(GRACE)
+    assert errno_of(kernel.describe, ALICE, key) == errno.ENOKEY
+    assert errno_of(kernel.link, ALICE, key, ring) == errno.ENOKEY
+    assert drain(q) == b""
+    clock.t += GRACE
+    assert kernel.collect() is None
+    assert drain(q) == removal_rec(key, 1)
+    assert key not in kernel.keys
+
+
+def test_invalidate_unlinks_at_the_next_pass_then_frees_after_two_grace_periods(clock: Clock) -> None:
+    kernel, q = rcu_kernel(clock), new_queue()
+    ring = ses(kernel)
+    key = kernel.add_key(ALICE, "user", "k", b"v", ring)
+    kernel.watch_key(ALICE, key, q, 1)
+    kernel.invalidate(ALICE, key)
+    assert drain(q) == key_rec(INVAL, key, 0, 1)
+    kernel.collect()  # keyring_gc: the link goes now, its reference after a grace period
+    assert members(kernel, ALICE, ring) == []
+    clock.t += GRACE
+    kernel.collect()
+    assert drain(q) == b""
+    clock.t += GRACE
+    kernel.collect()
+    assert drain(q) == removal_rec(key, 1)
+
+
+def test_a_session_keyring_outlives_its_session_by_the_credentials_grace(clock: Clock) -> None:
+    """put_cred frees a credential in an RCU callback, and with it its session keyring's ref."""
+    kernel, q = rcu_kernel(clock), new_queue()
+    ring = ses(kernel)
+    kernel.watch_key(ALICE, ring, q, 1)
+    kernel.owner_gone("session", ALICE.session)
+    kernel.collect()
+    assert kernel.describe(ALICE, ring).startswith("keyring;")
+    for _ in range(2):
+        assert drain(q) == b""
+        clock.t += GRACE
+        kernel.collect()
+    assert drain(q) == removal_rec(ring, 1)

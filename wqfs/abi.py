@@ -146,6 +146,9 @@ KEYCTL_CAPS1_NOTIFICATIONS = 0x04
 KEY_MAX_DESC_SIZE = 4096
 KEYQUOTA_LINK_BYTES = 4
 KEY_GC_DELAY = 300.0
+# One RCU grace period of a distribution kernel (SMP, Tree RCU, HZ=250), as the SMP oracle
+# measures it: a key's last link is put one after its unlink, the key freed one after that.
+RCU_GRACE_PERIOD = 0.012
 KEY_QUOTA_MAXKEYS = 200
 KEY_QUOTA_MAXBYTES = 20000
 KEY_QUOTA_ROOT_MAXKEYS = 1000000

@@ -116,7 +116,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def _init(mountpoint: str, args: argparse.Namespace):
     from . import daemon
     try:
-        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay)
+        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace)
     except RuntimeError as error:
         hint = " (is user_allow_other set in /etc/fuse.conf?)" if args.allow_other and os.getuid() else ""
         raise UsageError(f"cannot mount at {mountpoint}: {error}{hint}") from None
@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-v", "--verbose", action="store_true", help="log each request")
     mount.add_argument("--gc-delay", type=_seconds, default=None, metavar="SECONDS",
                        help="how long revoked and expired keys linger (kernel default 300)")
+    mount.add_argument("--rcu-grace", type=_seconds, default=None, metavar="SECONDS",
+                       help="one RCU grace period: a key's last link is put this long after its unlink, "
+                            "and the key freed as long after that (default 0.012, a distribution "
+                            "kernel's; 0: at once)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)

@@ -52,10 +52,12 @@ class Mounted:
 
 
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
-         gc_delay: Optional[float] = None) -> Mounted:
-    """Mount (before trio starts, so that a backgrounding fork can report success or failure)."""
+         gc_delay: Optional[float] = None, rcu_grace: Optional[float] = None) -> Mounted:
+    """Mount (before trio starts, so that a backgrounding fork can report success or failure).
+    gc_delay and rcu_grace: the Kernel's, its defaults (a distribution kernel's) when None."""
     _raise_nofile()
-    kernel = Kernel() if gc_delay is None else Kernel(gc_delay=gc_delay)
+    kernel = Kernel(**{name: value for name, value in (("gc_delay", gc_delay), ("rcu_grace", rcu_grace))
+                       if value is not None})
     callers = CallerTable()
     ops = WqfsOperations(kernel, callers, verbose=verbose)
     pyfuse3.init(ops, mountpoint, mount_options(allow_other))

@@ -28,14 +28,16 @@ class Kernel:
 
     def __init__(self, gc_delay: float = abi.KEY_GC_DELAY,
                  clock: Callable[[], float] = time.monotonic, seed: Optional[int] = None,
-                 pipe_limits: Callable[[], PipeLimits] = read_pipe_limits) -> None:
-        """pipe_limits: where the fs.pipe-* sysctls come from (the host's, read live, by default)."""
+                 pipe_limits: Callable[[], PipeLimits] = read_pipe_limits,
+                 rcu_grace: float = abi.RCU_GRACE_PERIOD) -> None:
+        """gc_delay: key_gc_delay; rcu_grace: one RCU grace period (keys/gc.py), 0 for none;
+        pipe_limits: where the fs.pipe-* sysctls come from (the host's, read live, by default)."""
         self.keys: dict[int, Key] = {}  # key.c's key_serial_tree
         self.serials = KeySerials(seed)
         self.key_users = KeyUsers()
         self.process = ProcessKeyrings()
         self.persistent: dict[int, Key] = {}  # persistent.c's keyrings, by uid
-        self.gc = gc.GarbageCollector(gc_delay)
+        self.gc = gc.GarbageCollector(gc_delay, rcu_grace, clock)
         self.watch_counts = WatchCounts()
         self.pipes = PipeAccounting(pipe_limits)  # every user's pipe-buffer pages
         self._clock = clock

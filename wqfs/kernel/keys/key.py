@@ -281,7 +281,8 @@ def key_set_timeout(k: Kernel, key: Key, timeout: int) -> None:
 def key_lookup(k: Kernel, serial: int) -> Key:
     """The live key with this serial, or ENOKEY."""
     key = k.keys.get(serial)
-    if key is None or key.dead:
+    # refcount_inc_not_zero: a key whose last reference went waits for the collector, unseen
+    if key is None or key.dead or key in k.gc.reaping:
         raise KernelError(errno.ENOKEY, f"no key {serial}")
     return key
 

@@ -100,7 +100,8 @@ def key_link(k: Kernel, ring: Key, key: Key, charged: bool = False) -> None:
 
 
 def _remove_link(k: Kernel, ring: Key, key: Key) -> None:
-    """The one way a link goes: out of the keyring's index and the key's parents."""
+    """The one way a link goes: out of the keyring's index and the key's parents; the link's
+    reference is dropped after an RCU grace period (keyring_free_object)."""
     assert ring.members is not None
     if ring.members.get(key.index_key) is key:
         del ring.members[key.index_key]
@@ -108,12 +109,12 @@ def _remove_link(k: Kernel, ring: Key, key: Key) -> None:
     ring.subrings.pop(key.serial, None)
     if key.is_keyring:
         k.process.changed()
+    k.gc.put_after_grace(key)
 
 
 def drop_link(k: Kernel, ring: Key, key: Key) -> None:
     """Remove a link with no record (displacement, clear, revoke, GC)."""
     _remove_link(k, ring, key)
-    k.gc.maybe_unreferenced(key)
 
 
 def key_unlink(k: Kernel, ring: Key, key: Key) -> None:
@@ -129,7 +130,6 @@ def key_unlink(k: Kernel, ring: Key, key: Key) -> None:
                                          ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES))
     ring.touch()
     notify_key(ring, abi.NOTIFY_KEY_UNLINKED, key.serial)
-    k.gc.maybe_unreferenced(key)
 
 
 def key_move(k: Kernel, key: Key, source: Key, target: Key, flags: int) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def visible_keys(k: Kernel, cred: Cred) -> Iterator[Key]:
     """Keys the caller may view."""
     for key in list(k.keys.values()):
-        if not key.dead and permission.permitted(key, cred, abi.KEY_VIEW, possessed(k, cred, key)):
+        if not key.dead and key not in k.gc.reaping and permission.permitted(key, cred, abi.KEY_VIEW, possessed(k, cred, key)):
             yield key
 
 

@@ -76,8 +76,8 @@ def install_keyring(k: Kernel, kind: str, owner: Hashable, ring: Key) -> None:
     ring.pins += 1
     table[owner] = ring
     if old is not None:
-        old.pins -= 1
-        k.gc.maybe_unreferenced(old)
+        old.pins -= 1  # the old cred's reference, put after a grace period (put_cred_rcu)
+        k.gc.put_after_grace(old)
     k.process.changed()
 
 
@@ -85,9 +85,9 @@ def owner_gone(k: Kernel, kind: str, owner: Hashable) -> None:
     """A thread, process or session ended: the keyring it held is let go."""
     ring = k.process.tables[kind].pop(owner, None)
     if ring is not None:
-        ring.pins -= 1
+        ring.pins -= 1  # exit_creds: put_cred, whose key_put runs after a grace period
         k.process.changed()
-        k.gc.maybe_unreferenced(ring)
+        k.gc.put_after_grace(ring)
 
 
 def owners(k: Kernel, kind: str) -> list[Hashable]:
