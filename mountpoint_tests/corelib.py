@@ -21,9 +21,10 @@ from wqfs.kernel import Cred, Kernel, KernelError, WatchQueue
 # only file to change.
 from wqfs.kernel import pipe_accounting  # a module: a test patches its SYSCTL_DIR
 from wqfs.kernel.pipe_accounting import PipeAccounting, PipeLimits, read_pipe_limits
+from wqfs.kernel.keys.persistent import persistent_keyring_expiry
 from wqfs.kernel.watch_queue import Watch, add_watch_to_object  # kernel/watch_queue.c
 
-__all__ = ["ALICE", "BOB", "ROOT", "NOWHERE", "SEED", "Clock", "new_kernel", "new_queue", "ses", "members",
+__all__ = ["persistent_keyring_expiry", "ALICE", "BOB", "ROOT", "NOWHERE", "SEED", "Clock", "new_kernel", "new_queue", "ses", "members",
            "force_watch", "key_rec", "removal_rec", "errno_of", "drain",
            "INST", "UPD", "LINKED", "UNLINKED", "CLEARED", "REVOKED", "INVAL", "SETATTR", "LOSS",
            "pipe_accounting", "PipeAccounting", "PipeLimits", "read_pipe_limits", "Watch", "add_watch_to_object"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 
-from corelib import ALICE, BOB, LINKED, ROOT, drain, errno_of, key_rec, members, ses
+from corelib import (ALICE, BOB, LINKED, ROOT, drain, errno_of, key_rec, members, persistent_keyring_expiry,
+                     removal_rec, ses)
 
 from wqfs import abi
 from wqfs.kernel import Kernel, WatchQueue
@@ -50,3 +51,31 @@ def test_capabilities_say_what_this_emulation_does() -> None:
     assert caps[0] & abi.KEYCTL_CAPS0_PERSISTENT_KEYRINGS and caps[0] & abi.KEYCTL_CAPS0_MOVE
     assert caps[1] & abi.KEYCTL_CAPS1_NOTIFICATIONS
     assert len(caps) == 2
+
+
+def test_every_get_starts_the_expiry_again_and_an_unused_one_is_collected(kernel: Kernel, clock, q) -> None:
+    """key_get_persistent's key_set_timeout(persistent_keyring_expiry): no record for it; a
+    keyring nobody got for that long expires, goes after the GC delay, and the next get makes
+    a new one."""
+    ring = ses(kernel)
+    first = kernel.get_persistent(ALICE, -1, ring)
+    kernel.watch_key(ALICE, first, q, 1)
+    expiry = persistent_keyring_expiry()
+    clock.t += expiry - 10
+    assert kernel.get_persistent(ALICE, -1, ring) == first  # used again: 3 more days
+    assert drain(q) == b""
+    clock.t += expiry - 10
+    assert kernel.key_expiry_left(kernel.key(first)) == 10
+    clock.t += 10 + abi.KEY_GC_DELAY
+    kernel.collect()
+    kernel.collect()
+    assert drain(q) == removal_rec(first, 1)
+    second = kernel.get_persistent(ALICE, -1, ring)
+    assert second != first
+
+
+def test_the_tree_names_its_own_persistent_keyring_without_linking_it(kernel: Kernel) -> None:
+    ring = kernel.own_persistent_keyring(ALICE)
+    assert ring is not None and ring.description == "_persistent.1000"
+    assert kernel.get_persistent(ALICE, -1, ses(kernel)) == ring.serial
+    assert kernel.own_persistent_keyring(BOB).serial != ring.serial

@@ -5,6 +5,7 @@ import errno
 import os
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +13,8 @@ from helpers import serial, sh, write_key
 
 
 def test_root_lists_the_fixed_entries(mnt):
-    assert sorted(os.listdir(mnt)) == sorted(["keys", "events", "watch_queue", "@t", "@p", "@s", "@u", "@us"])
+    assert sorted(os.listdir(mnt)) == sorted(["keys", "events", "watch_queue", "@t", "@p", "@s", "@u", "@us",
+                                              "@persistent"])
     assert stat.S_ISDIR(os.stat(os.path.join(mnt, "keys")).st_mode)
     assert stat.S_ISDIR(os.stat(os.path.join(mnt, "events")).st_mode)
     st = os.stat(os.path.join(mnt, "watch_queue"))
@@ -20,7 +22,7 @@ def test_root_lists_the_fixed_entries(mnt):
     assert os.listdir(os.path.join(mnt, "events")) == []
 
 
-@pytest.mark.parametrize("name", ["@s", "@u", "@us"])
+@pytest.mark.parametrize("name", ["@s", "@u", "@us", "@persistent"])
 def test_special_names_are_symlinks_to_keys_serial(mnt, name):
     path = os.path.join(mnt, name)
     assert stat.S_ISLNK(os.lstat(path).st_mode)
@@ -30,6 +32,21 @@ def test_special_names_are_symlinks_to_keys_serial(mnt, name):
     assert os.path.samefile(path, os.path.join(mnt, "keys", str(key)))
     assert stat.S_ISDIR(os.stat(path).st_mode)
     assert os.getxattr(path, "user.keyctl.type") == b"keyring"
+
+
+def test_persistent_names_the_callers_persistent_keyring(mnt):
+    """@persistent is KEYCTL_GET_PERSISTENT's keyring for the caller's uid, with persistent.c's
+    permissions, and what `keyctl get_persistent` gives under `wqfs run` too."""
+    path = os.path.join(mnt, "@persistent")
+    uid = os.getuid()
+    assert os.getxattr(path, "user.keyctl.description") == f"_persistent.{uid}".encode()
+    assert os.getxattr(path, "user.keyctl.perm") == b"1f030000"
+    expiry = int(os.getxattr(path, "user.keyctl.expiry"))
+    assert 3 * 24 * 3600 - 60 < expiry <= 3 * 24 * 3600
+    got = subprocess.run([sys.executable, "-m", "wqfs", "run", "--mount", mnt, "--", "keyctl", "get_persistent",
+                          "@u"], capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert int(got.stdout) == serial(path)
 
 
 def test_session_falls_back_to_user_session_keyring(mnt):

@@ -146,6 +146,7 @@ KEYCTL_CAPS1_NOTIFICATIONS = 0x04
 KEY_MAX_DESC_SIZE = 4096
 KEYQUOTA_LINK_BYTES = 4
 KEY_GC_DELAY = 300.0
+PERSISTENT_KEYRING_EXPIRY = 3 * 24 * 3600  # /proc/sys/kernel/keys/persistent_keyring_expiry
 # One RCU grace period of a distribution kernel (SMP, Tree RCU, HZ=250), as the SMP oracle
 # measures it: a key's last link is put one after its unlink, the key freed one after that.
 RCU_GRACE_PERIOD = 0.012

@@ -13,7 +13,10 @@ KEYS = 2
 EVENTS = 3
 QUEUE = 4
 PIPES = 10                 # .pipe/: hidden; the ends of pipes made by `wqfs run`
-SPECIAL_LINKS = {"@t": (5, -1), "@p": (6, -2), "@s": (7, -3), "@u": (8, -4), "@us": (9, -5)}
+# name: (inode, key id); @persistent is the caller's persistent keyring (KEYCTL_GET_PERSISTENT)
+PERSISTENT = None
+SPECIAL_LINKS = {"@t": (5, -1), "@p": (6, -2), "@s": (7, -3), "@u": (8, -4), "@us": (9, -5),
+                 "@persistent": (11, PERSISTENT)}
 LINK_INODES = {inode: (name, key_id) for name, (inode, key_id) in SPECIAL_LINKS.items()}
 ROOT_ENTRIES = [("keys", KEYS), ("events", EVENTS), ("watch_queue", QUEUE)] + \
     [(name, inode) for name, (inode, _) in SPECIAL_LINKS.items()]

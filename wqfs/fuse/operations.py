@@ -223,6 +223,9 @@ class WqfsOperations(pyfuse3.Operations):
 
     def _link_target(self, inode: int, cred: Cred, create: bool) -> bytes:
         _, key_id = names.LINK_INODES[inode]
+        if key_id is names.PERSISTENT:  # readlink makes it (and starts its expiry again); lstat does not
+            ring = self.kernel.own_persistent_keyring(cred, create)
+            return f"keys/{ring.serial}".encode() if ring is not None else b"keys/0000000000"
         if not create and key_id in (abi.KEY_SPEC_THREAD_KEYRING, abi.KEY_SPEC_PROCESS_KEYRING):
             try:
                 key, _ = self.kernel.lookup(cred, key_id, partial=True)

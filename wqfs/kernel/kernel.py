@@ -36,7 +36,7 @@ class Kernel:
         self.serials = KeySerials(seed)
         self.key_users = KeyUsers()
         self.process = ProcessKeyrings()
-        self.persistent: dict[int, Key] = {}  # persistent.c's keyrings, by uid
+        self.persistent_register: Optional[Key] = None  # persistent.c's, made on first use
         self.gc = gc.GarbageCollector(gc_delay, rcu_grace, clock)
         self.watch_counts = WatchCounts()
         self.pipes = PipeAccounting(pipe_limits)  # every user's pipe-buffer pages
@@ -76,6 +76,7 @@ class Kernel:
     reject = request_key_c.reject
     negate = request_key_c.negate
     get_persistent = persistent.get_persistent
+    own_persistent_keyring = persistent.own_persistent_keyring
     join_session_keyring = process_keys.join_session_keyring
 
     # What a front asks to show a key or find it (no permission is checked by these: the

@@ -268,13 +268,10 @@ def key_invalidate(k: Kernel, key: Key) -> None:
 
 
 def key_set_timeout(k: Kernel, key: Key, timeout: int) -> None:
-    """Expire timeout seconds from now (0: never)."""
+    """Expire timeout seconds from now (0: never). Posts nothing (keyctl_set_timeout does)."""
     key.expiry = k.now() + timeout if timeout else None
     if key.expiry is not None:
         k.gc.timed.add(key)
-    key.ctime_ns = time.time_ns()
-    k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_SETATTR, 0)
     k.gc.wake()
 
 

@@ -49,6 +49,13 @@ KEYRING = KeyType("keyring", readable=True, updatable=False, is_keyring=True)
 TYPES = {t.name: t for t in (USER, LOGON, KEYRING)}
 
 
+def register_key_type(ktype: KeyType) -> None:
+    """register_key_type: a type defined in its own file (EEXIST for a name taken)."""
+    if ktype.name in TYPES:
+        raise KernelError(errno.EEXIST, f"key type {ktype.name!r} is registered already")
+    TYPES[ktype.name] = ktype
+
+
 def check_type_name(name: str) -> None:
     """key_get_type_from_user: EINVAL for no name, EPERM for one starting with '.' (internal)."""
     if not name:

@@ -237,6 +237,9 @@ def set_timeout(k: Kernel, cred: Cred, key_id: int, timeout: int) -> None:
     """KEYCTL_SET_TIMEOUT: SETATTR; 0 clears the expiry."""
     key, _ = lookup_user_key(k, cred, key_id, abi.KEY_SETATTR, create=True, partial=True)
     key_set_timeout(k, key, timeout)
+    key.ctime_ns = time.time_ns()
+    k.process.changed()
+    notify_key(key, abi.NOTIFY_KEY_SETATTR, 0)
 
 
 def restrict_keyring(k: Kernel, cred: Cred, ring_id: int, type_name: Optional[str],
