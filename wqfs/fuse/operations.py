@@ -505,7 +505,8 @@ class WqfsOperations(pyfuse3.Operations):
         cred = self._cred(ctx)
         # add_key's checks now, so that open fails as the add_key at close would; the payload's at close
         self.kernel.check_add_key(cred, type_name, description, ring.serial)
-        handle = KeyFile(cred, None, ring.serial, type_name, description, limit=abi.USER_MAX_PAYLOAD)
+        handle = KeyFile(cred, None, ring.serial, type_name, description,
+                         limit=self.kernel.add_key_payload_limit(type_name))
         handle.entry_name = name  # type: ignore[attr-defined]
         inode = self._alloc_inode("pending", handle)
         handle.inode = inode  # type: ignore[attr-defined]

@@ -49,6 +49,7 @@ class Kernel:
     # keys/process_keys.py): each takes the caller's Cred and says what permission it needs.
     add_key = keyctl.add_key
     check_add_key = keyctl.check_add_key
+    add_key_payload_limit = staticmethod(keyctl.add_key_payload_limit)
     update = keyctl.update
     write_limit = keyctl.write_limit
     write_payload = keyctl.write_payload

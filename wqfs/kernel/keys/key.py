@@ -214,7 +214,7 @@ def instantiate(k: Kernel, key: Key, payload: bytes) -> None:
     """__key_instantiate_and_link's instantiation: the payload charged, the key positive, and
     NOTIFY_KEY_INSTANTIATED."""
     if key.quota_bytes >= 0:
-        key_payload_reserve(k, key, desc_quota(key.description) + len(payload))
+        key_payload_reserve(k, key, desc_quota(key.description) + key.type.quotalen(payload))
     key.payload = payload
     key.state = KeyState.POSITIVE
     key.touch()
@@ -232,8 +232,11 @@ def key_reject(k: Kernel, key: Key, timeout: int, error: int) -> None:
 
 
 def key_update(k: Kernel, key: Key, payload: bytes) -> None:
-    """__key_update: the new payload charged, NOTIFY_KEY_UPDATED."""
+    """__key_update: the new payload charged, NOTIFY_KEY_UPDATED. A type with a fixed charge
+    (big_key_update) reserves the payload's whole length first, then its charge."""
     key_payload_reserve(k, key, desc_quota(key.description) + len(payload))
+    if key.type.fixed_quota is not None:
+        key_payload_reserve(k, key, desc_quota(key.description) + key.type.fixed_quota)
     key.payload = payload
     key.state = KeyState.POSITIVE
     key.touch()
@@ -247,6 +250,8 @@ def key_revoke(k: Kernel, key: Key) -> None:
     key.revoked_at = k.now()
     key.touch()
     k.gc.timed.add(key)
+    if key.type.revoke_clears_quota and key.quota_bytes >= 0:  # the type's revoke op
+        key_payload_reserve(k, key, desc_quota(key.description))
     if key.is_keyring:
         from .keyring import keyring_release_members
         keyring_release_members(k, key)

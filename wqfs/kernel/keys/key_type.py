@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import Optional
 
 from ... import abi
 from ..errors import KernelError
@@ -12,10 +13,19 @@ from ..errors import KernelError
 
 @dataclass(frozen=True)
 class KeyType:
+    """struct key_type, as far as its rules show: read, update, the payload's size (preparse),
+    the quota a payload is charged (quotalen: its length, or a fixed charge), and whether revoke
+    gives the payload's quota back (user_revoke, big_key_revoke: key_payload_reserve(key, 0))."""
     name: str
     readable: bool
     updatable: bool
     is_keyring: bool = False
+    max_payload: int = abi.USER_MAX_PAYLOAD
+    fixed_quota: Optional[int] = None
+    revoke_clears_quota: bool = False
+
+    def quotalen(self, payload: bytes) -> int:
+        return len(payload) if self.fixed_quota is None else self.fixed_quota
 
     def check_description(self, description: str) -> None:
         if self.name == "logon":
@@ -29,9 +39,9 @@ class KeyType:
             if payload:
                 raise KernelError(errno.EINVAL, "a keyring takes no payload")
             return
-        # user_preparse: 1..32767 bytes.
-        if not 0 < len(payload) <= abi.USER_MAX_PAYLOAD:
-            raise KernelError(errno.EINVAL, "a user or logon payload is 1..32767 bytes")
+        # user_preparse, big_key_preparse: 1..max_payload bytes.
+        if not 0 < len(payload) <= self.max_payload:
+            raise KernelError(errno.EINVAL, f"a {self.name} payload is 1..{self.max_payload} bytes")
 
     def default_perm(self) -> int:
         perm = abi.KEY_POS_VIEW | abi.KEY_POS_SEARCH | abi.KEY_POS_LINK | abi.KEY_POS_SETATTR | abi.KEY_USR_VIEW
@@ -42,8 +52,8 @@ class KeyType:
         return perm
 
 
-USER = KeyType("user", readable=True, updatable=True)
-LOGON = KeyType("logon", readable=False, updatable=True)
+USER = KeyType("user", readable=True, updatable=True, revoke_clears_quota=True)
+LOGON = KeyType("logon", readable=False, updatable=True, revoke_clears_quota=True)
 KEYRING = KeyType("keyring", readable=True, updatable=False, is_keyring=True)
 
 TYPES = {t.name: t for t in (USER, LOGON, KEYRING)}

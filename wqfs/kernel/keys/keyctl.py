@@ -80,6 +80,11 @@ def add_key(k: Kernel, cred: Cred, type_name: str, description: str, payload: by
     return key.serial
 
 
+def add_key_payload_limit(type_name: str) -> int:
+    """The largest payload an add_key of this type takes (its preparse's limit, and add_key's)."""
+    return min(lookup_type(type_name, unknown=errno.ENODEV).max_payload, abi.ADD_KEY_MAX_PAYLOAD)
+
+
 def update(k: Kernel, cred: Cred, key_id: int, payload: bytes) -> None:
     """KEYCTL_UPDATE: needs WRITE; up to a page of payload; EOPNOTSUPP for a type without update."""
     check_update_payload(len(payload))
@@ -97,7 +102,7 @@ def write_limit(k: Kernel, cred: Cred, key_id: int) -> int:
     key, _ = lookup_user_key(k, cred, key_id, partial=True, defer=True)
     if key.state is KeyState.UNINSTANTIATED:
         lookup_user_key(k, cred, key_id, abi.KEY_WRITE, partial=True)
-        return abi.USER_MAX_PAYLOAD
+        return add_key_payload_limit(key.type.name)
     lookup_user_key(k, cred, key_id, abi.KEY_WRITE)
     return abi.UPDATE_MAX_PAYLOAD
 
