@@ -7,6 +7,7 @@ import os
 import select
 import struct
 import subprocess
+import sys
 import time
 from typing import Iterator
 
@@ -157,3 +158,10 @@ def read_line(stream, timeout: float = WAIT) -> str:
             break
         buf += chunk
     return buf.decode(errors="replace")
+
+
+def run_argv(mnt: str, *argv: str, new_session: bool = False) -> list[str]:
+    """`wqfs run` of argv against the daemon at mnt; new_session: with a session keyring of its
+    own (`--new-session`), which the processes it starts share, as a login session's do."""
+    return [sys.executable, "-m", "wqfs", "run", *(["--new-session"] if new_session else []), "--mount", mnt,
+            "--", *argv]

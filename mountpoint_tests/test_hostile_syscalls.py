@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import NOBODY, NOBODY_UID, PYTHON, WAIT, Daemon, serial, write_key
+from helpers import NOBODY, NOBODY_UID, PYTHON, WAIT, Daemon, run_argv, serial, write_key
 from slowfs import Slow, serving
 
 
@@ -41,10 +41,6 @@ for t in ts:
 for t in ts:
     t.join()
 """
-
-
-def run_argv(mnt: str, *argv: str) -> list[str]:
-    return [sys.executable, "-m", "wqfs", "run", "--mount", mnt, "--", *argv]
 
 
 @pytest.fixture
@@ -265,8 +261,8 @@ def test_chown_takes_ids_as_unsigned_as_the_kernel_does(own):
     it"); describe prints it with %d, as keyctl_describe_key does, and the tree shows it."""
     script = ("k=$(keyctl add user victim v @s) && keyctl chown $k 4294967294 && keyctl chgrp $k 4294967294 "
               "&& keyctl rdescribe $k && stat -c '%u %g' $WQFS_MOUNT/keys/$k")
-    result = subprocess.run(run_argv(own.path, "sh", "-c", script), capture_output=True, text=True,
-                            timeout=60, cwd="/")
+    result = subprocess.run(run_argv(own.path, "sh", "-c", script, new_session=True), capture_output=True,
+                            text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["user;-2;-2;3f010000;victim", "4294967294 4294967294"]
     assert "internal error" not in own.log()

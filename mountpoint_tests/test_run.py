@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from helpers import NOBODY, NOBODY_UID, ROOT, WAIT, Daemon, read_line, serial, write_key
+from helpers import NOBODY, NOBODY_UID, ROOT, WAIT, Daemon, read_line, run_argv, serial, write_key
 from slowfs import serving
 
 from wqfs.mounts import force_unmount, is_mounted
@@ -73,14 +73,10 @@ def prog(tmp_path_factory) -> Programs:
     return Programs(out, static)
 
 
-def run_argv(mnt: str, *argv: str) -> list[str]:
-    return [sys.executable, "-m", "wqfs", "run", "--mount", mnt, "--", *argv]
-
-
-def wqfs_run(mnt: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def wqfs_run(mnt: str, *argv: str, timeout: float = 60, new_session: bool = False) -> subprocess.CompletedProcess:
     """Run a program to its end, in a POSIX session of its own."""
-    return subprocess.run(run_argv(mnt, *argv), capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL)
+    return subprocess.run(run_argv(mnt, *argv, new_session=new_session), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -725,10 +721,11 @@ def test_calls_trapped_for_notification_pipes_reach_the_kernel_on_other_fds(mnt)
 # ------------------------------------------------------------------ the real keyutils
 
 class Shell:
-    """sh in a session of its own, fed commands on stdin; every line it prints is kept."""
+    """A login shell as `pam_keyinit` gives one: sh under `wqfs run --new-session`, with a session
+    keyring that the commands it runs share; fed commands on stdin, every line it prints kept."""
 
-    def __init__(self, start: Callable[..., subprocess.Popen]) -> None:
-        self.proc = start(["sh"], stdin=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def __init__(self, start: Callable[..., subprocess.Popen], mnt: str) -> None:
+        self.proc = start(run_argv(mnt, "sh", new_session=True), stdin=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self.used: set[int] = set()
         self.index = -1  # of the line the last wait_for matched
@@ -760,9 +757,8 @@ class Shell:
 
 
 def test_keyctl_add_prints_a_serial_that_the_mount_shows(mnt, start):
-    run = " ".join(run_argv(mnt))
-    shell = Shell(start)
-    shell.send(f'k=$({run} keyctl add user k v @s); echo "added=$k"')
+    shell = Shell(start, mnt)
+    shell.send(f'k=$(keyctl add user k v @s); echo "added=$k"')
     k = int(shell.wait_for(r"added=(\d+)").group(1))
     shell.send(f"ls {mnt}/keys | grep -x $k; readlink {mnt}/@s; ls {mnt}/@s/; echo done")
     shell.wait_for("done")
@@ -770,7 +766,7 @@ def test_keyctl_add_prints_a_serial_that_the_mount_shows(mnt, start):
     assert listing[0] == str(k)
     ses = int(re.fullmatch(r"keys/(\d+)", listing[1]).group(1))  # the tree's @s is the session's
     assert listing[2] == "user:k"
-    shell.send(f"{run} keyctl rdescribe @s; {run} keyctl print {k}; {run} keyctl show @s; echo done")
+    shell.send(f"keyctl rdescribe @s; keyctl print {k}; keyctl show @s; echo done")
     shell.wait_for("done")
     assert shell.before(5) == ["keyring;0;0;3f030000;_ses", "v", "Keyring",
                                   f"{ses:>10} --alswrv      0     0  keyring: _ses",
@@ -780,19 +776,17 @@ def test_keyctl_add_prints_a_serial_that_the_mount_shows(mnt, start):
 
 
 def test_keyctl_watch_prints_link_and_unlk_lines_for_other_processes(mnt, start):
-    run = " ".join(run_argv(mnt))
-    shell = Shell(start)
-    shell.send(f"{run} keyctl watch @s & echo watcher=$!")
-    watcher = int(shell.wait_for(r"watcher=(\d+)").group(1))
-    keyctl = child_of(watcher, "keyctl")
-    wait_in_syscall(keyctl, ("7", "271"))  # poll(): its watch is set
+    shell = Shell(start, mnt)
+    shell.send(f"keyctl watch @s & echo watcher=$!")
+    watcher = int(shell.wait_for(r"watcher=(\d+)").group(1))  # keyctl itself: the shell is trapped
+    wait_in_syscall(watcher, ("7", "271"))  # poll(): its watch is set
     shell.send(f"readlink {mnt}/@s")
     ses = int(shell.wait_for(r"keys/(\d+)").group(1))
 
-    shell.send(f'k=$({run} keyctl add user k1 v @s); echo "added=$k"')
+    shell.send(f'k=$(keyctl add user k1 v @s); echo "added=$k"')
     k = int(shell.wait_for(r"added=(\d+)").group(1))
     shell.wait_for(f"{ses} link {k}")
-    shell.send(f"{run} keyctl unlink $k @s; echo unlinked=$?")
+    shell.send(f"keyctl unlink $k @s; echo unlinked=$?")
     shell.wait_for("unlinked=0")
     shell.wait_for(f"{ses} unlk {k}")
     # The same session keyring through the mount, from this session's shell.
@@ -800,11 +794,11 @@ def test_keyctl_watch_prints_link_and_unlk_lines_for_other_processes(mnt, start)
     shell.wait_for("wrote=0")
     tree = int(shell.wait_for(f"{ses} link (\\d+)").group(1))
     assert tree != k and tree == serial(f"{mnt}/keys/{tree}")
-    shell.send(f"{run} keyctl clear @s; {run} keyctl setperm {ses} 0x3f3f0000")
+    shell.send(f"keyctl clear @s; keyctl setperm {ses} 0x3f3f0000")
     shell.wait_for(f"{ses} clr")
     shell.wait_for(f"{ses} attr")
 
-    os.kill(watcher, signal.SIGTERM)  # wqfs run passes it on; keyctl watch ends its loop
+    os.kill(watcher, signal.SIGTERM)  # keyctl watch ends its loop
     shell.wait_for("Monitoring terminated")
     shell.send(f"wait {watcher}; echo status=$?")
     assert shell.wait_for(r"status=(\d+)").group(1) == "0"
@@ -842,8 +836,9 @@ echo "--- supports"; keyctl supports | grep notify
 
 def test_keyctl_commands_behave_as_on_a_real_kernel(mnt):
     """show, describe, print, list, link, unlink, revoke, setperm and timeout from keyutils,
-    all children of one shell under `wqfs run` (they inherit its filter and its session)."""
-    result = wqfs_run(mnt, "sh", "-c", KEYUTILS_SCRIPT, "sh", mnt)
+    all children of one shell under `wqfs run --new-session` (they inherit its filter and its
+    session keyring, as a login session's processes do)."""
+    result = wqfs_run(mnt, "sh", "-c", KEYUTILS_SCRIPT, "sh", mnt, new_session=True)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = out_lines(result)
     ids = {name: int(value) for name, value in (part.split("=") for part in lines[0].split())}
@@ -901,3 +896,73 @@ def test_keyctl_commands_behave_as_on_a_real_kernel(mnt):
         "keyctl_read_alloc: Key has been revoked",
         "keyctl_search: Required key not available",
     ]
+
+
+# ------------------------------------------------------------------ session keyrings per process
+
+FORK_ORDER = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+KEYCTL, GET_ID, JOIN = 250, 0, 1
+
+def session(create=0):
+    return libc.syscall(KEYCTL, GET_ID, -3, create)
+
+def child_says(r, w):
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.read(go_r, 1)  # ask only once the parent has joined
+        os.write(w, b"%d\n" % session())
+        os._exit(0)
+    return pid
+
+go_r, go_w = os.pipe()
+before_r, before_w = os.pipe()
+child_says(before_r, before_w)   # forked with no session keyring
+time.sleep(0.05)                 # more than a clock tick before the join
+joined = libc.syscall(KEYCTL, JOIN, 0)
+after_r, after_w = os.pipe()
+child_says(after_r, after_w)     # forked after it
+os.write(go_w, b"xx")
+print("joined", joined, "parent", session())
+print("before", os.read(before_r, 64).decode().strip(), "after", os.read(after_r, 64).decode().strip())
+print("user-session", libc.syscall(KEYCTL, GET_ID, -5, 0))
+"""
+
+
+def test_a_session_keyring_is_the_processs_and_its_later_childrens(mnt):
+    """join_session_keyring changes the caller's credentials: a child forked after it shares the
+    new keyring, one forked before keeps what it had (none: its @s is the user-session keyring)."""
+    result = wqfs_run(mnt, sys.executable, "-c", FORK_ORDER)
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    joined, parent, before, after, user_session = (int(words[i]) for i in (1, 3, 5, 7, 9))
+    assert joined > 0 and parent == joined and after == joined
+    assert before == user_session != joined
+
+
+def test_an_implicit_session_keyring_stays_with_its_process(mnt):
+    """`keyctl add ... @s` in a process without a session keyring joins a new one for that process
+    alone (KEY_LOOKUP_CREATE): the key goes with it, and nobody else's @s changes."""
+    ours = os.readlink(os.path.join(mnt, "@s"))
+    assert ours == os.readlink(os.path.join(mnt, "@us"))
+    added = wqfs_run(mnt, "sh", "-c", "keyctl add user lonely v @s && keyctl rdescribe @s")
+    assert added.returncode == 0, added.stderr
+    key, described = added.stdout.split("\n")[:2]
+    assert described == "keyring;0;65534;1f3f0000;_uid_ses.0"  # the next keyctl has none: @us
+    assert os.readlink(os.path.join(mnt, "@s")) == ours  # not the POSIX session's now
+    deadline = time.monotonic() + 10  # its session keyring went with keyctl: the key follows
+    while os.path.exists(os.path.join(mnt, "keys", key)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(os.path.join(mnt, "keys", key))
+
+
+def test_new_session_gives_the_program_and_its_children_one_session_keyring(mnt):
+    script = "a=$(keyctl show @s | sed -n 2p); b=$(sh -c 'keyctl rdescribe @s'); echo \"$a|$b\"; readlink $WQFS_MOUNT/@s"
+    result = wqfs_run(mnt, "sh", "-c", script, new_session=True)
+    assert result.returncode == 0, result.stderr
+    shown, link = result.stdout.split("\n")[:2]
+    assert shown.endswith("keyring: _ses|keyring;0;0;3f030000;_ses")
+    serial_shown = int(shown.split()[0])
+    assert link == f"keys/{serial_shown}" != os.readlink(os.path.join(mnt, "@us"))

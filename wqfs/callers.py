@@ -47,17 +47,36 @@ class TaskInfo:
     fsuid: int = -1           # as the task's status says now (the syscall front's identity)
     fsgid: int = -1
     caps: int = 0             # CapEff, 0 for a task in another user namespace
+    joined: bool = False      # session is a keyring session the process has (or inherited)
 
     def cred(self, implicit_session: bool, fsuid: Optional[int] = None, fsgid: Optional[int] = None) -> Cred:
         """The task's Cred: the only place one is made from what /proc says, for both fronts.
 
         fsuid and fsgid are the task's own (its status now) unless given: a FUSE request gives
-        them fresh, and the tree takes those. implicit_session is the kernel's KEY_LOOKUP_CREATE
-        rule for @s (a new session keyring where the session has none), which the syscall front
-        keeps and the tree turns off (see Cred)."""
+        them fresh, and the tree takes those. implicit_session is the kernel's rule for @s in a
+        process without a session keyring (KEY_LOOKUP_CREATE joins a new one, any other lookup
+        installs the user-session keyring), which the syscall front keeps and the tree turns
+        off (see Cred). What is installed so belongs to that process alone (and the children it
+        forks later): its session token is its own until it has one (own_session)."""
+        session: Hashable = self.session
+        if implicit_session and not self.joined:
+            session = own_session(self.process)
         return Cred(self.fsuid if fsuid is None else fsuid, self.fsgid if fsgid is None else fsgid,
-                    self.groups, self.thread, self.process, self.session,
+                    self.groups, self.thread, self.process, session,
                     implicit_session=implicit_session, caps=self.caps)
+
+
+def own_session(process: tuple[int, int]) -> tuple[str, int, int]:
+    """The token under which a process without a session keyring gets one of its own."""
+    return ("own", *process)
+
+
+def boot_ticks() -> int:
+    """Now, in the clock ticks since boot that /proc/PID/stat's start times count."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class TaskGone(Exception):
@@ -119,16 +138,20 @@ def parent_of(pid: int) -> int:
 class CallerTable:
     """Caches what /proc says about each calling thread for a short while.
 
-    It also keeps the session keyrings that processes joined under `wqfs run`
-    (join_session_keyring, session_to_parent): a process uses the session of the
-    nearest ancestor that joined one, else its POSIX session.
+    It also keeps which process has which session keyring, as the kernel keeps it in each
+    task's credentials: a process gets one under `wqfs run` (join_session_keyring, the
+    implicit one of a lookup of @s, session_to_parent), and a child has its parent's as it
+    was when the child was forked (a session its parent got later is not the child's). A
+    process that no such ancestor handed one down to has none: its @s is the user-session
+    keyring, whether it asks through the tree or not.
     """
 
     def __init__(self) -> None:
         # (tid, start time) -> (when, process and session owners): a reused tid has another
         # start time, so it never meets the entry of the task that had its number before
         self._cache: dict[tuple[int, int], tuple[float, tuple[int, int], Hashable]] = {}
-        self._joined: dict[tuple[int, int], Hashable] = {}  # process owner -> session token
+        # process owner -> [(boot ticks when it got it, session token)], oldest first
+        self._joined: dict[tuple[int, int], list[tuple[int, Hashable]]] = {}
         self._tokens = 0
         self._own_userns = _userns(None)
         self._creds: dict[int, tuple[float, int, int, int, Cred]] = {}  # FUSE callers: see cred()
@@ -163,34 +186,45 @@ class CallerTable:
             process_start = started if tgid == tid else (start_time(tgid) or 0)
             session_start = start_time(sid) or 0 if sid > 0 else 0
             process = (tgid, process_start)
-            session: Hashable = (sid, session_start)
-            if self._joined:
-                session = self._inherited_session(process, session)
+            session: Hashable = self._inherited_session(process) if self._joined else None
+            joined = session is not None
+            if session is None:
+                session = (sid, session_start)
             if len(self._cache) > 10000:
                 self._cache.clear()
-            hit = self._cache[key] = (now, process, session)
-        _, process, session = hit
+            hit = self._cache[key] = (now, process, session, joined)
+        _, process, session, joined = hit
         return TaskInfo(tgid, int(fields[3]), key, process, session, groups,  # type: ignore[arg-type]
-                        fsuid, fsgid, caps)
+                        fsuid, fsgid, caps, joined)
 
-    def _inherited_session(self, process: tuple[int, int], default: Hashable) -> Hashable:
-        """The joined session of the process or its nearest ancestor, kept as fork would keep it."""
-        token = self._joined.get(process)
-        if token is not None:
-            return token
-        pid = process[0]
+    def _inherited_session(self, process: tuple[int, int]) -> Optional[Hashable]:
+        """The session keyring token the process has: its own latest, else the one its nearest
+        ancestor with any had when the child on the way down was forked (copy_creds at fork)."""
+        history = self._joined.get(process)
+        if history:
+            return history[-1][1]
+        pid, forked = process
         for _ in range(64):
             pid = parent_of(pid)
             if pid <= 1:
-                return default
+                return None
             started = start_time(pid)
             if started is None:
-                return default
-            token = self._joined.get((pid, started))
-            if token is not None:
-                self._joined[process] = token
-                return token
-        return default
+                return None
+            history = self._joined.get((pid, started))
+            if history:
+                had = [token for since, token in history if since <= forked]
+                if had:
+                    self._joined[process] = [(process[1], had[-1])]  # it has had it since its fork
+                    return had[-1]
+                return None  # forked before that ancestor got one: it has what it had then, none
+            forked = started
+        return None
+
+    def _give_session(self, process: tuple[int, int], token: Hashable) -> None:
+        self._joined.setdefault(process, []).append((boot_ticks(), token))
+        self._cache.clear()
+        self.forget_creds()
 
     def join_session(self, kernel, cred: Cred, pid: int, name: Optional[str]) -> int:
         """KEYCTL_JOIN_SESSION_KEYRING: the caller (and its later children) get a new session."""
@@ -198,10 +232,15 @@ class CallerTable:
         token = ("joined", self._tokens)
         serial = kernel.join_session_keyring(cred, name, token)
         if serial:  # 0: that keyring is our session keyring already, and nothing changed
-            self._joined[cred.process] = token
-            self._cache.clear()
-            self.forget_creds()
+            self._give_session(cred.process, token)
         return serial
+
+    def note_session(self, kernel, cred: Cred) -> None:
+        """After a trapped call: a process without a session keyring that got one (the implicit
+        session of a lookup of @s) has it from now on, and so do the children it forks."""
+        if cred.session == own_session(cred.process) and not self._joined.get(cred.process) \
+                and kernel.session_keyring(cred) is not None:
+            self._give_session(cred.process, cred.session)
 
     def session_to_parent(self, pid: int, cred: Cred) -> None:
         """KEYCTL_SESSION_TO_PARENT: the parent process takes the caller's session keyring."""
@@ -209,16 +248,14 @@ class CallerTable:
         started = start_time(parent) if parent > 1 else None
         if started is None:
             raise KernelError(errno.EPERM, "no parent to give the session keyring to")
-        self._joined[(parent, started)] = cred.session
-        self._cache.clear()
-        self.forget_creds()
+        self._give_session((parent, started), cred.session)
 
     def session_alive(self, token: Hashable) -> bool:
         """A POSIX session lives with its leader; a joined one while a process uses it."""
         for owner in [o for o in self._joined if not alive(o)]:
             del self._joined[owner]
-        if isinstance(token, tuple) and token and token[0] == "joined":
-            return token in self._joined.values()
+        if isinstance(token, tuple) and token and token[0] in ("joined", "own"):
+            return any(history and history[-1][1] == token for history in self._joined.values())
         if isinstance(token, tuple) and len(token) == 2 and token[1] == 0:
             return True  # the session's leader was already gone when it was first seen
         return isinstance(token, tuple) and alive(token)

@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     try:
-        return run(argv, args.mount or default_mountpoint(), private=args.private)
+        return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session)
     except RunError as error:
         raise UsageError(str(error)) from None
 
@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mount", help="the daemon to use (default: the default mountpoint; else a private one)")
     run.add_argument("--private", action="store_true",
                      help="always a private daemon, a fresh key store for this program alone")
+    run.add_argument("--new-session", action="store_true",
+                     help="start the program with a new session keyring of its own (as `keyctl session -`), "
+                          "which the processes it starts share")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
     parser.commands = sub.choices  # type: ignore[attr-defined]  (main: each command's own usage)

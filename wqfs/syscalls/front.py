@@ -158,14 +158,17 @@ class SyscallFront:
             return self._write_nothing(call, _i32(args[0]))
         if notif.nr == seccomp.SYS_splice:
             return self._splice(call, _i32(args[0]))
+        if notif.nr not in (seccomp.SYS_add_key, seccomp.SYS_request_key, seccomp.SYS_keyctl):
+            return CONTINUE
         cred = call.cred()
-        if notif.nr == seccomp.SYS_add_key:
-            return await self._add_key(call, cred, args)
-        if notif.nr == seccomp.SYS_request_key:
-            return await self._request_key(call, cred, args)
-        if notif.nr == seccomp.SYS_keyctl:
+        try:
+            if notif.nr == seccomp.SYS_add_key:
+                return await self._add_key(call, cred, args)
+            if notif.nr == seccomp.SYS_request_key:
+                return await self._request_key(call, cred, args)
             return await self._keyctl(call, cred, args)
-        return CONTINUE
+        finally:  # a lookup of @s may have given the process a session keyring, failed or not
+            self.callers.note_session(self.kernel, cred)
 
     # ---- pipe2 ----
 

@@ -1,6 +1,7 @@
 """`wqfs run -- PROGRAM`: start a program whose watch_queue and key syscalls the daemon answers."""
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import signal
@@ -8,6 +9,7 @@ import socket
 import sys
 from typing import Callable, Optional, Sequence
 
+from .. import abi
 from ..harness import NotMounted, TemporaryMount
 from . import seccomp, server
 
@@ -49,8 +51,18 @@ class PrivateDaemon(TemporaryMount):
         return server.daemon_running(self.path)
 
 
-def _child(sock: socket.socket, argv: Sequence[str]) -> None:
-    """In the forked child: install the filter, hand the listener up, wait for the go, exec."""
+def _join_new_session() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL), trapped like the program's own calls: what
+    `keyctl session -` does, for this process and all it forks from now on."""
+    if seccomp.libc.syscall(seccomp.SYS_keyctl, abi.KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0, 0) < 0:
+        error = ctypes.get_errno()
+        sys.stderr.write(f"wqfs: cannot join a new session keyring: {os.strerror(error)}\n")
+        os._exit(126)
+
+
+def _child(sock: socket.socket, argv: Sequence[str], new_session: bool) -> None:
+    """In the forked child: install the filter, hand the listener up, wait for the go, (join a
+    new session keyring,) exec."""
     try:
         listener = seccomp.install_filter()
         socket.send_fds(sock, [b"l"], [listener])
@@ -58,6 +70,8 @@ def _child(sock: socket.socket, argv: Sequence[str]) -> None:
         if sock.recv(2) != b"go":
             os._exit(126)
         sock.close()
+        if new_session:
+            _join_new_session()
         os.execvp(argv[0], list(argv))
     except FileNotFoundError:
         sys.stderr.write(f"wqfs: {argv[0]}: command not found\n")
@@ -74,12 +88,12 @@ class Supervised:
     program makes its first trapped call: hence the hold.
     """
 
-    def __init__(self, argv: Sequence[str]) -> None:
+    def __init__(self, argv: Sequence[str], new_session: bool = False) -> None:
         parent_sock, child_sock = socket.socketpair()
         self.pid = os.fork()
         if self.pid == 0:
             parent_sock.close()
-            _child(child_sock, argv)
+            _child(child_sock, argv, new_session)
         child_sock.close()
         self._sock = parent_sock
         try:
@@ -103,15 +117,16 @@ class Supervised:
         self._sock.close()
 
 
-def run(argv: Sequence[str], mountpoint: str, private: bool = False) -> int:
-    """Run argv under the daemon at mountpoint (or a private one); return its exit status."""
+def run(argv: Sequence[str], mountpoint: str, private: bool = False, new_session: bool = False) -> int:
+    """Run argv under the daemon at mountpoint (or a private one); return its exit status.
+    new_session: the program starts with a new anonymous session keyring of its own."""
     own: Optional[PrivateDaemon] = None
     if private or not server.daemon_running(mountpoint):
         own = PrivateDaemon()
         mountpoint = own.mountpoint
     try:
         os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
-        child = Supervised(argv)
+        child = Supervised(argv, new_session)
         why = server.hand_over(mountpoint, child.listener)
         os.close(child.listener)
         if why is not None:

@@ -115,12 +115,16 @@ def _special(k: Kernel, cred: Cred, key_id: int, create: bool) -> Key:
         return ring
     if key_id == abi.KEY_SPEC_SESSION_KEYRING:
         ring = session_keyring(k, cred)
-        if ring is None:
-            if create and cred.implicit_session:
-                ring = keyring_alloc(k, cred, "_ses", SESSION_KEYRING_PERM)
-                install_keyring(k, "session", cred.session, ring)
-                return ring
-            return look_up_user_keyrings(k, cred.uid)[1]
+        user_session = look_up_user_keyrings(k, cred.uid)[1]
+        if not cred.implicit_session:
+            return user_session if ring is None else ring
+        # "always install a session keyring upon access if one doesn't exist yet": a new
+        # anonymous one for KEY_LOOKUP_CREATE (join_session_keyring(NULL)), else the
+        # user-session keyring (install_session_keyring); and KEY_LOOKUP_CREATE when the
+        # session keyring is the user-session keyring joins a new one too
+        if ring is None or (create and ring is user_session):
+            ring = keyring_alloc(k, cred, "_ses", SESSION_KEYRING_PERM) if create else user_session
+            install_keyring(k, "session", cred.session, ring)
         return ring
     if key_id == abi.KEY_SPEC_USER_KEYRING:
         return look_up_user_keyrings(k, cred.uid)[0]
