@@ -24,7 +24,7 @@ import resource
 import signal
 import time
 from dataclasses import dataclass
-from typing import Hashable, Optional
+from typing import Hashable, Iterator, Optional
 
 from .kernel import Cred, KernelError
 
@@ -135,6 +135,18 @@ def parent_of(pid: int) -> int:
     return int(fields[1]) if fields else 0
 
 
+def ancestors(pid: int, limit: int = 64) -> Iterator[tuple[int, int]]:
+    """(pid, start time) of pid's parent, its parent's, and so on below init, while they live."""
+    for _ in range(limit):
+        pid = parent_of(pid)
+        if pid <= 1:
+            return
+        started = start_time(pid)
+        if started is None:
+            return
+        yield pid, started
+
+
 class CallerTable:
     """Caches what /proc says about each calling thread for a short while.
 
@@ -203,14 +215,8 @@ class CallerTable:
         history = self._joined.get(process)
         if history:
             return history[-1][1]
-        pid, forked = process
-        for _ in range(64):
-            pid = parent_of(pid)
-            if pid <= 1:
-                return None
-            started = start_time(pid)
-            if started is None:
-                return None
+        forked = process[1]
+        for pid, started in ancestors(process[0]):
             history = self._joined.get((pid, started))
             if history:
                 had = [token for since, token in history if since <= forked]

@@ -8,6 +8,12 @@
     setfattr -n user.keyctl.request -v user:NAME RING   a key under construction in RING
     setfattr -n user.keyctl.negate -v 60 FILE    negate it (.reject -v "60 EKEYREJECTED")
     setfattr -n user.keyctl.restrict RING        restrict_keyring (no more links)
+
+The construction attributes (request, negate, reject) stay beside the real path, request_key(2)
+under `wqfs run` with its /sbin/request-key upcall: they make and end a key under construction
+with no helper, its maker's (or root's) to end, so that a shell sees construction (a key linked
+before it is instantiated, watchers waiting for it). A key request_key made ends only by the
+request-key authority its helper assumes, and these give none (the kernel's EPERM).
 """
 from __future__ import annotations
 

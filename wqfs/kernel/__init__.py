@@ -10,9 +10,10 @@ from .kernel import Kernel
 from .keys import permission
 from .keys.key import Key, KeyState, check_add_key_payload, check_update_payload, describe_key, shown_gid
 from .keys.key_type import check_type_name
+from .keys.request_key import Upcall
 from .watch_queue import Filter, QueueStatistics, TypeFilter, WatchQueue, capacity_for, filter_entries_size, pack_filter
 
 __all__ = ["Cred", "id_arg", "KernelError", "KeyUnderConstruction", "Kernel", "permission", "Key", "KeyState",
-           "describe_key", "shown_gid", "check_type_name", "check_add_key_payload", "check_update_payload",
+           "describe_key", "shown_gid", "check_type_name", "Upcall", "check_add_key_payload", "check_update_payload",
            "Filter", "QueueStatistics", "TypeFilter", "WatchQueue", "capacity_for", "filter_entries_size",
            "pack_filter"]

@@ -17,6 +17,7 @@ from .. import abi
 from .cred import Cred
 from .keys import gc, keyctl, keyring, persistent, proc, process_keys
 from .keys import request_key as request_key_c
+from .keys import request_key_auth
 from .keys.key import Key, KeySerials, KeyUsers, key_lookup
 from .keys.process_keys import ProcessKeyrings
 from .pipe_accounting import PipeAccounting, PipeLimits, read_pipe_limits
@@ -40,6 +41,8 @@ class Kernel:
         self.gc = gc.GarbageCollector(gc_delay, rcu_grace, clock)
         self.watch_counts = WatchCounts()
         self.pipes = PipeAccounting(pipe_limits)  # every user's pipe-buffer pages
+        self.constructions = request_key_c.Constructions()  # keys under construction, upcalls on the way
+        self.authorities = request_key_auth.Authorities()   # request-key tokens, and who assumed them
         self._clock = clock
 
     def now(self) -> float:
@@ -74,8 +77,17 @@ class Kernel:
     request_key = request_key_c.request_key
     construct_key = request_key_c.construct_key
     instantiate = request_key_c.instantiate
+    check_instantiate = request_key_c.check_instantiate
     reject = request_key_c.reject
     negate = request_key_c.negate
+    assume_authority = keyctl.assume_authority
+    wait_for_key_construction = request_key_c.wait_for_key_construction
+
+    # The request-key upcall (keys/request_key.py): what request_key returns to a front that is
+    # to run the helper, and how the front reports it (call_usermodehelper_keys's two ends).
+    umh_keys_init = request_key_c.umh_keys_init
+    complete_upcall = request_key_c.complete_upcall
+    inherit_authority = request_key_auth.inherit_authority
     get_persistent = persistent.get_persistent
     own_persistent_keyring = persistent.own_persistent_keyring
     join_session_keyring = process_keys.join_session_keyring

@@ -19,8 +19,9 @@ import trio
 
 from .. import abi
 from ..callers import CallerTable
-from ..kernel import Cred, Filter, check_add_key_payload, check_update_payload, filter_entries_size, id_arg, Kernel, KernelError, KeyUnderConstruction, WatchQueue
+from ..kernel import Cred, Filter, check_add_key_payload, check_update_payload, filter_entries_size, id_arg, Kernel, KernelError, KeyUnderConstruction, Upcall, WatchQueue
 from . import memory, seccomp
+from .upcall import Upcalls
 from .seccomp import Notification
 from .transfer import TransferPool
 from .trapped import Dropped, Trapped
@@ -75,6 +76,7 @@ class SyscallFront:
         self.served = 0
         self.dropped = 0
         self.transfers = TransferPool()
+        self.upcalls = Upcalls(self)  # request_key's /sbin/request-key helpers
 
     # ------------------------------------------------------------ the loop
 
@@ -298,8 +300,22 @@ class SyscallFront:
         return self.kernel.add_key(cred, type_name, description, payload, _i32(args[4]))
 
     async def _request_key(self, call: Trapped, cred: Cred, args: tuple[int, ...]) -> int:
-        type_name, description = await call.copy(_read_request_key, args[0], args[1], args[2])
-        return self.kernel.request_key(cred, type_name, description, _i32(args[3]))
+        """request_key(2): a key found, or made under construction and handed to the upcall
+        (upcall.py), then waited for (wait_for_key_construction), interruptibly."""
+        type_name, description, callout = await call.copy(_read_request_key, args[0], args[1], args[2])
+        found = self.kernel.request_key(cred, type_name, description, _i32(args[3]), callout)
+        if isinstance(found, Upcall):
+            self.upcalls.start(found)
+            await self.upcalls.wait(found, call)
+            if found.error:
+                raise KernelError(found.error, f"the request-key helper did not construct key {found.serial}")
+            found = found.serial
+        while True:
+            try:
+                return self.kernel.wait_for_key_construction(cred, found)
+            except KeyUnderConstruction:
+                await trio.sleep(KeyUnderConstruction.CHECK_INTERVAL)
+                call.require_valid()
 
     # ---- keyctl ----
 
@@ -353,6 +369,7 @@ class SyscallFront:
         if option == abi.KEYCTL_INSTANTIATE:
             if a4 > abi.ADD_KEY_MAX_PAYLOAD:
                 raise KernelError(errno.EINVAL, "payload larger than 1 MiB - 1")
+            k.check_instantiate(cred, _i32(a2))  # the authority, before the payload is copied
             payload = await call.read(a3, a4) if a3 and a4 else b""
             k.instantiate(cred, _i32(a2), payload, _i32(a5))
             return 0
@@ -366,6 +383,8 @@ class SyscallFront:
         if option == abi.KEYCTL_REJECT:
             k.reject(cred, _i32(a2), _u32(a3), _u32(a4), _i32(a5))
             return 0
+        if option == abi.KEYCTL_ASSUME_AUTHORITY:
+            return k.assume_authority(cred, _i32(a2))
         if option == abi.KEYCTL_SET_TIMEOUT:
             k.set_timeout(cred, _i32(a2), _u32(a3))
             return 0
@@ -417,12 +436,14 @@ def _read_add_key(pid: int, type_ptr: int, desc_ptr: int, payload_ptr: int, plen
     return type_name, description, payload
 
 
-def _read_request_key(pid: int, type_ptr: int, desc_ptr: int, info_ptr: int) -> tuple[str, str]:
+def _read_request_key(pid: int, type_ptr: int, desc_ptr: int, info_ptr: int) -> tuple[str, str, Optional[bytes]]:
+    """The type, the description and the callout information (NULL: None; a page at most)."""
     type_name = memory.read_type(pid, type_ptr)
     description = memory.strndup_user(pid, desc_ptr, abi.KEY_MAX_DESC_SIZE)
+    callout = None
     if info_ptr:
-        memory.strndup_user(pid, info_ptr, memory.PAGE)
-    return type_name, description
+        callout = memory.strndup_user(pid, info_ptr, memory.PAGE).encode("utf-8", "surrogateescape")
+    return type_name, description, callout
 
 
 def _read_type_and_description(pid: int, type_ptr: int, desc_ptr: int) -> tuple[str, str]:

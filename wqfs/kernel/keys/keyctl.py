@@ -26,6 +26,7 @@ from .keyring import (check_keyring, check_keyring_name, check_link, check_link_
 from .process_keys import lookup_keyring, lookup_user_key, possessed
 from .gc import key_gc_unused_key
 from .request_key import has_authority, instantiate as instantiate_constructed
+from .request_key_auth import change_reqkey_auth, key_get_instantiation_authkey, lookup_authority_special
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -121,7 +122,8 @@ def read(k: Kernel, cred: Cred, key_id: int, buflen: int = 0) -> bytes:
     """KEYCTL_READ's data: needs READ, or possession (keyctl_read_key). buflen, the caller's
     buffer (0: none), matters to a keyring (keyring_read)."""
     try:
-        key, is_possessed = lookup_user_key(k, cred, key_id, defer=True)
+        special = lookup_authority_special(k, cred, key_id)  # @a, and the requestor keyring: possessed
+        key, is_possessed = (special, True) if special is not None else lookup_user_key(k, cred, key_id, defer=True)
     except KernelError as error:
         raise KernelError(errno.ENOKEY, error.detail) from None
     if key.state is KeyState.NEGATIVE:
@@ -148,6 +150,11 @@ def check_read(k: Kernel, cred: Cred, key_id: int) -> None:
 
 def describe(k: Kernel, cred: Cred, key_id: int) -> str:
     """KEYCTL_DESCRIBE: needs VIEW (or the authority over a key under construction)."""
+    special = lookup_authority_special(k, cred, key_id)  # @a, and the requestor keyring: possessed
+    if special is not None:
+        permission.key_validate(k, special)
+        permission.check(special, cred, abi.KEY_VIEW, True)
+        return describe_key(special)
     try:
         key, _ = lookup_user_key(k, cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
     except KernelError as error:
@@ -294,6 +301,21 @@ def get_security(k: Kernel, cred: Cred, key_id: int) -> str:
         if not has_authority(k, cred, key_id):
             raise KernelError(errno.ENOKEY, "no VIEW, and no request-key authority for the key") from None
     return ""
+
+
+def assume_authority(k: Kernel, cred: Cred, key_id: int) -> int:
+    """KEYCTL_ASSUME_AUTHORITY (keyctl_assume_authority): the caller's thread assumes the
+    authority to instantiate key_id, whose ".request_key_auth" token must be in its own keyrings
+    (possession, SEARCH on the way, is all the permission needed), and gets the token's serial;
+    0 gives any authority up and returns 0; a special ID is EINVAL."""
+    if key_id < 0:
+        raise KernelError(errno.EINVAL, "special key IDs cannot be assumed")
+    if key_id == 0:
+        change_reqkey_auth(k, cred, None)
+        return 0
+    authkey = key_get_instantiation_authkey(k, cred, key_id)
+    change_reqkey_auth(k, cred, authkey)
+    return authkey.serial
 
 
 def capabilities() -> bytes:
