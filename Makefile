@@ -1,8 +1,9 @@
 # make run   mounts wqfs at its default mountpoint in the foreground (Ctrl-C unmounts)
 # make test  runs the whole suite against real mounts
 # Both install what is missing first: Debian packages, then a virtualenv in .venv.
-# make conformance  runs mountpoint_tests/conformance/*.c in a real kernel under qemu (built once,
-#                   cached outside the repo), records expected/*.out, then compares `wqfs run`.
+# make conformance  runs mountpoint_tests/conformance/*.c in real kernels under qemu (built once,
+#                   cached outside the repo): records expected-smp/*.out (a distribution's SMP
+#                   kernel) and expected/*.out (tinyconfig), then compares `wqfs run` with SMP's.
 # make bench  runs scripts/bench: every benchmark scenario on this machine, next to its baselines,
 #             into docs/bench/ (results.md, latency.png) and README's Performance section (~3 min).
 # make bench-hostile  what 1000 blocked readers of one user cost the others (docs/bench/hostile.md).
@@ -33,8 +34,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q mountpoint_tests
 
 conformance: $(STAMP)
-	./scripts/kernel-oracle record
-	./scripts/kernel-oracle compare --python $(BIN)/python
+	./scripts/kernel-oracle record --config smp
+	./scripts/kernel-oracle record --config tiny
+	./scripts/kernel-oracle compare --config smp --python $(BIN)/python
 	./scripts/kernel-oracle sample --python $(BIN)/python
 
 $(BENCH_STAMP): $(STAMP)

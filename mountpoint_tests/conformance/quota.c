@@ -1,7 +1,8 @@
 /* quota.c: key quotas of an ordinary user (maxkeys 200, maxbytes 20000 by default): how many
  * keys, how many bytes, what a keyring's links cost, and that root has no quota. Each probe runs
  * as a fresh uid in a session keyring of its own, so no probe sees another's charges (a quota is
- * given back only when the key is garbage collected, which is asynchronous). */
+ * given back only when the key is garbage collected, which is asynchronous: the largest payload
+ * that fits is found by bisection, each try waited out). */
 #include "wq.h"
 
 static void read_sysctl(const char *name)
@@ -44,21 +45,46 @@ static void max_keys(void *arg)
     check("updating an existing key still works", add_key("user", "k0", "w", 1, s) < 0 ? -1 : 0);
 }
 
+/* A try that fails for its payload (EDQUOT) has already been charged for its description, and
+ * a key unlinked from its only keyring still holds its charge: both give it back only when key
+ * GC destroys the key, which on an SMP kernel is two RCU grace periods later (some 30 ms; see
+ * lifetime.c), at once on a uniprocessor one. So a probe waits this long after each try, lest a
+ * try pay for the ones before it (which would make the result depend on timing). */
+#define QUOTA_SETTLE_US 200000
+
+/* The largest payload (0..20000 bytes) with which a user key desc fits in s, by bisection
+ * (waiting out each try); the key is left in s with that payload. -1: not even an empty one. */
+static int largest_payload(const char *desc, key_serial_t s)
+{
+    static char payload[32767];
+    memset(payload, 'p', sizeof(payload));
+    int fits = -1, fails = 20001;
+    while (fails - fits > 1) {
+        int size = fits + (fails - fits) / 2;
+        long k = add_key("user", desc, payload, size, s);
+        if (k >= 0) {
+            fits = size;
+            keyctl(KEYCTL_UNLINK, k, s, 0, 0);
+        } else if (errno == EDQUOT || errno == EINVAL) {  /* EINVAL: an empty user payload */
+            fails = size;
+        } else {
+            out("payload %d: -1 %s", size, errname(errno));
+            return -1;
+        }
+        usleep(QUOTA_SETTLE_US);
+    }
+    if (fits >= 0 && add_key("user", desc, payload, fits, s) < 0)
+        out("payload %d again: -1 %s", fits, errname(errno));
+    return fits;
+}
+
 static void max_bytes(void *arg)
 {
     (void)arg;
     key_serial_t s = own_session();
     static char payload[32767];
     memset(payload, 'p', sizeof(payload));
-    int size = 20000;
-    while (size > 0 && add_key("user", "big", payload, size, s) < 0) {
-        if (errno != EDQUOT) {
-            out("payload %d: -1 %s", size, errname(errno));
-            return;
-        }
-        size--;
-    }
-    out("largest payload that fits, description \"big\": %d", size);
+    out("largest payload that fits, description \"big\": %d", largest_payload("big", s));
     check("one byte more in a second key", add_key("user", "b2", payload, 1, s));
     check("a key with an empty payload", add_key("user", "b3", payload, 0, s));
 }
@@ -67,13 +93,8 @@ static void link_cost(void *arg)
 {
     (void)arg;
     key_serial_t s = own_session();
-    static char payload[32767];
-    memset(payload, 'p', sizeof(payload));
     /* fill the byte quota to the last byte, then see what one more link costs */
-    int size = 20000;
-    while (size > 0 && add_key("user", "fill", payload, size, s) < 0)
-        size--;
-    out("filled with a payload of %d", size);
+    out("filled with a payload of %d", largest_payload("fill", s));
     key_serial_t r = add_key("keyring", "r", NULL, 0, s);
     out("a new keyring: %s", r < 0 ? errname(errno) : "ok");
     long k = add_key("user", "x", "", 0, s);
@@ -84,14 +105,10 @@ static void description_cost(void *arg)
 {
     (void)arg;
     key_serial_t s = own_session();
-    static char payload[32767], desc[4096];
-    memset(payload, 'p', sizeof(payload));
+    static char desc[4096];
     memset(desc, 'd', sizeof(desc) - 1);
     desc[sizeof(desc) - 1] = 0;
-    int size = 20000;
-    while (size > 0 && add_key("user", desc, payload, size, s) < 0)
-        size--;
-    out("largest payload that fits with a description of 4095 bytes: %d", size);
+    out("largest payload that fits with a description of 4095 bytes: %d", largest_payload(desc, s));
 }
 
 int main(void)
