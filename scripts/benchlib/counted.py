@@ -2,8 +2,10 @@
 
 It is `wqfs mount -f` (wqfs.daemon.init and serve) with each request handler wrapped in a
 counter; it is never used for timing. The counts are written as JSON on SIGUSR1 and at exit.
+With --log-counts, the counts are libfuse's instead (every request the kernel sent, by opcode,
+from the request log that wqfs reads anyway: fuselog.py, forwarding each line to wqfs).
 
-    python -m benchlib.counted MOUNTPOINT --counts FILE
+    python -m benchlib.counted MOUNTPOINT --counts FILE [--log-counts]
 """
 from __future__ import annotations
 
@@ -25,11 +27,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mountpoint")
     parser.add_argument("--counts", required=True)
+    parser.add_argument("--log-counts", action="store_true")
     args = parser.parse_args()
     counts: collections.Counter = collections.Counter()
     mounted = daemon.init(args.mountpoint)
     ops = mounted.ops
-    for name in REQUESTS:
+    if args.log_counts:
+        from wqfs.fuse.requests import REQUESTS as request_log
+        from .fuselog import OpcodeCounter
+        counter = OpcodeCounter()
+        counter.install(forward=request_log._log if request_log.installed else None)
+        counts = counter.counts
+    for name in () if args.log_counts else REQUESTS:
         method = getattr(ops, name, None)
         if method is None:
             continue

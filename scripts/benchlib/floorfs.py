@@ -1,15 +1,19 @@
 """The floor: a trivial pyfuse3 file system that answers the same FUSE requests as wqfs does
-for scenario 1 (and 2), with no logic behind them.
+for scenarios 1, 2 and 6, with no logic behind them.
 
     MOUNT/keys/file    the writer's file: open/write/flush/release, each answered at once;
                        a flush "posts" one 16-byte record to every open MOUNT/queue
     MOUNT/queue        the reader's file: poll (with notify, as wqfs does) and read of whole records
+    MOUNT/@s           a symlink to keys/ring, as wqfs's @s is one to keys/SERIAL (readlink each time)
+    MOUNT/keys/ring/user:x   the same file as keys/file, as a key in a keyring is wqfs's keys/SERIAL
 
 It is configured as wqfs is (entry and attribute timeouts 0, direct_io, nonseekable queue
-files) so that the kernel sends it the same requests for the same system calls. It counts
-the requests it gets and writes the counts as JSON to the path given with --counts on SIGUSR1 and at exit.
+files, getxattr answered ENODATA as wqfs answers security.capability before a write) so that the
+kernel sends it the same requests for the same system calls. It counts the requests it gets and
+writes the counts as JSON to the path given with --counts on SIGUSR1 and at exit; with
+--log-counts, the counts are libfuse's (every request the kernel sent, by opcode: fuselog.py).
 
-    python -m benchlib.floorfs MOUNTPOINT [--counts FILE]
+    python -m benchlib.floorfs MOUNTPOINT [--counts FILE] [--log-counts]
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from typing import Optional
 import pyfuse3
 import trio
 
-ROOT, KEYS, FILE, QUEUE = pyfuse3.ROOT_INODE, 2, 3, 4
+ROOT, KEYS, FILE, QUEUE, LINK, RING = pyfuse3.ROOT_INODE, 2, 3, 4, 5, 6
+LINK_TARGET = b"keys/ring"
+DIRS = (ROOT, KEYS, RING)
 RECORD = bytes(16)
 COUNTS: collections.Counter = collections.Counter()
 _NOW = time.time_ns()
@@ -36,9 +42,12 @@ _NOW = time.time_ns()
 def _attr(inode: int) -> pyfuse3.EntryAttributes:
     attr = pyfuse3.EntryAttributes()
     attr.st_ino = inode
-    attr.st_mode = (stat.S_IFDIR | 0o755) if inode in (ROOT, KEYS) else (stat.S_IFREG | 0o666)
-    attr.st_nlink = 2 if inode in (ROOT, KEYS) else 1
-    attr.st_size = 0
+    if inode == LINK:
+        attr.st_mode = stat.S_IFLNK | 0o777
+    else:
+        attr.st_mode = (stat.S_IFDIR | 0o755) if inode in DIRS else (stat.S_IFREG | 0o666)
+    attr.st_nlink = 2 if inode in DIRS else 1
+    attr.st_size = len(LINK_TARGET) if inode == LINK else 0
     attr.st_blksize = 4096
     attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = _NOW
     attr.entry_timeout = 0
@@ -69,9 +78,23 @@ class FloorOperations(pyfuse3.Operations):
             return _attr(KEYS)
         if parent_inode == ROOT and name == b"queue":
             return _attr(QUEUE)
+        if parent_inode == ROOT and name == b"@s":
+            return _attr(LINK)
         if parent_inode == KEYS and name == b"file":
             return _attr(FILE)
+        if parent_inode == KEYS and name == b"ring":
+            return _attr(RING)
+        if parent_inode == RING and name == b"user:x":
+            return _attr(FILE)
         raise pyfuse3.FUSEError(errno.ENOENT)
+
+    async def readlink(self, inode, ctx):
+        COUNTS["readlink"] += 1
+        return LINK_TARGET
+
+    async def getxattr(self, inode, name, ctx):
+        COUNTS["getxattr"] += 1
+        raise pyfuse3.FUSEError(errno.ENODATA)
 
     async def getattr(self, inode, ctx):
         COUNTS["getattr"] += 1
@@ -133,7 +156,8 @@ class FloorOperations(pyfuse3.Operations):
 
     async def readdir(self, fh, start_id, token):
         COUNTS["readdir"] += 1
-        entries = [(b"keys", KEYS), (b"queue", QUEUE)] if fh == ROOT else [(b"file", FILE)]
+        entries = {ROOT: [(b"keys", KEYS), (b"queue", QUEUE), (b"@s", LINK)],
+                   KEYS: [(b"file", FILE), (b"ring", RING)]}.get(fh, [(b"user:x", FILE)])
         for index in range(start_id, len(entries)):
             if not pyfuse3.readdir_reply(token, entries[index][0], _attr(entries[index][1]), index + 1):
                 break
@@ -166,15 +190,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mountpoint")
     parser.add_argument("--counts")
+    parser.add_argument("--log-counts", action="store_true",
+                        help="count every request by opcode from libfuse's debug log (slower: counting runs only)")
     args = parser.parse_args()
+    counts = COUNTS
+    options = {"fsname=wqfs-floor", "subtype=floor"}
+    if args.log_counts:
+        from .fuselog import OpcodeCounter
+        counter = OpcodeCounter()
+        counter.install()
+        counts = counter.counts
+        options.add("debug")
+
     def dump(*_: object) -> None:
         if args.counts:
             with open(args.counts + ".tmp", "w") as f:
-                json.dump(dict(COUNTS), f)
+                json.dump(dict(counts), f)
             os.replace(args.counts + ".tmp", args.counts)
 
     signal.signal(signal.SIGUSR1, dump)  # a snapshot on demand
-    pyfuse3.init(FloorOperations(), args.mountpoint, {"fsname=wqfs-floor", "subtype=floor"})
+    pyfuse3.init(FloorOperations(), args.mountpoint, options)
     try:
         trio.run(_serve)
     finally:

@@ -14,10 +14,10 @@ import tempfile
 import time
 import traceback
 
-from . import common, report, s1_record, s2_delivery, s3_fanout, s4_scale, s5_syscalls
+from . import common, report, s1_record, s2_delivery, s3_fanout, s4_scale, s5_syscalls, s6_path
 from .common import ROOT, loadavg, log
 
-SCENARIOS = ("s1", "s2", "s3", "s4", "s5")
+SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s6")
 
 # (full, quick) sizes: the full run takes about 3 minutes on 2 cores, the quick one under 1
 PLAN = {
@@ -26,6 +26,7 @@ PLAN = {
     "s3": {"repeats": (3, 1), "updates": (32, 16), "rounds": (5, 2)},
     "s4": {"repeats": (5, 1), "n_ops": (1000, 200)},
     "s5": {"repeats": (5, 1), "n_emulated": (4000, 600), "n_kernel": (200000, 20000)},
+    "s6": {"repeats": (7, 3), "n_ops": (2000, 500), "n_count": (300, 100)},
 }
 
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "s3": lambda p: s3_fanout.run(**p),
             "s4": lambda p: s4_scale.run(binary=binary, **p),
             "s5": lambda p: s5_syscalls.run(binary=binary, **p),
+            "s6": lambda p: s6_path.run(**p),
         }
         for name in SCENARIOS:
             if name not in only:
@@ -103,22 +105,30 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = time.time() - started
     results["load_end"] = loadavg()
 
-    plot_ok = report.plot(results, os.path.join(args.out, "latency.png"))
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(report.markdown(results, plot_ok))
-    slim = json.loads(json.dumps(results, default=float))
-    for target in slim.get("scenarios", {}).get("s1", {}).get("targets", {}).values():
-        target.pop("latency_us", None)  # the raw samples are in the plot, not the JSON
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(slim, f, indent=1, sort_keys=True)
-        f.write("\n")
+    s6 = results["scenarios"].get("s6")
+    if s6 is not None and "error" not in s6:
+        with open(os.path.join(args.out, "path.md"), "w") as f:
+            f.write(s6_path.markdown(s6, results))
+        log(f"wrote {os.path.relpath(args.out, ROOT)}/path.md")
+    plot_ok = False
+    if set(only) - {"s6"}:  # a run of s6 alone writes path.md only, and leaves the other results be
+        plot_ok = report.plot(results, os.path.join(args.out, "latency.png"))
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write(report.markdown(results, plot_ok))
+        slim = json.loads(json.dumps(results, default=float))
+        for target in slim.get("scenarios", {}).get("s1", {}).get("targets", {}).values():
+            target.pop("latency_us", None)  # the raw samples are in the plot, not the JSON
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(slim, f, indent=1, sort_keys=True)
+            f.write("\n")
     if args.readme:
         if os.path.realpath(args.out) == os.path.realpath(os.path.join(ROOT, "docs", "bench")):
             report.update_readme(os.path.join(ROOT, "README.md"), results, plot_ok)
         else:
             log("--readme: README.md links docs/bench/, so only a run into docs/bench updates it")
-    log(f"wrote {os.path.relpath(args.out, ROOT)}/results.md, results.json"
-        f"{', latency.png' if plot_ok else ''} in {results['seconds'] / 60:.1f} min")
+    if set(only) - {"s6"}:
+        log(f"wrote {os.path.relpath(args.out, ROOT)}/results.md, results.json"
+            f"{', latency.png' if plot_ok else ''} in {results['seconds'] / 60:.1f} min")
     print()
     print(report.summary_table(results))
     return 0

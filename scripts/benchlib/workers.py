@@ -177,6 +177,23 @@ def s1_writer(args: argparse.Namespace) -> None:
     emit({"n": args.n, "elapsed_ns": elapsed})
 
 
+# ---------------------------------------------------------------- scenario 6
+
+def path_writer(args: argparse.Namespace) -> None:
+    """Update one file n times by open(O_WRONLY|O_TRUNC)/write/close, back to back; the path is
+    resolved by the kernel on every open (through a symlink and a directory, or not)."""
+    path = args.path.encode()
+    flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC
+    o, w, c = os.open, os.write, os.close
+    wait_go(args.go)
+    start = now()
+    for i in range(args.n):
+        fd = o(path, flags)
+        w(fd, PAYLOADS[i & 1])
+        c(fd)
+    emit({"n": args.n, "elapsed_ns": now() - start})
+
+
 # ---------------------------------------------------------------- scenario 2
 
 def delivery(args: argparse.Namespace) -> None:
@@ -278,6 +295,11 @@ def main() -> None:
     p.add_argument("--posted-by", choices=("close", "write"), default="close",
                    help="the system call whose return starts the latency clock: the one that posts")
     p.set_defaults(fn=s1_writer)
+    p = sub.add_parser("path-writer")
+    p.add_argument("--path", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--go", type=int, default=-1)
+    p.set_defaults(fn=path_writer)
     p = sub.add_parser("delivery")
     p.add_argument("--kind", required=True)
     p.add_argument("--target", required=True)

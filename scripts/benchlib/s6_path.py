@@ -1,0 +1,158 @@
+"""Scenario 6: the FUSE request path of one update, by path shape, next to the floor.
+
+One process updates one key n times, back to back, by open(O_WRONLY|O_TRUNC)/write/close:
+
+* wqfs-path:    MOUNT/@s/user:x       (a symlink, its target keys/SERIAL, a keyring's directory, a member)
+* wqfs-serial:  MOUNT/keys/SERIAL
+* floor-path:   FLOOR/@s/user:x       (benchlib.floorfs: @s -> keys/ring, keys/ring/user:x)
+* floor-serial: FLOOR/keys/file
+
+Timed runs are plain `python -m wqfs mount -f` and plain floorfs, in interleaved repeats (the
+order rotates each repeat); each ratio is floor ops/s over wqfs ops/s of the same shape in the
+same repeat. The requests per operation are counted in separate, untimed runs from libfuse's own
+request log (benchlib.fuselog), on wqfs (benchlib.counted --log-counts) and on the floor
+(floorfs --log-counts). Results: docs/bench/path.md.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+from .common import Mount, fmt, fmt_spread, log, profiling, result_of, summary, worker
+from .s1_record import make_key
+
+TARGETS = ("wqfs-path", "floor-path", "wqfs-serial", "floor-serial")
+SHAPES = {"path": "`@s/user:x`", "serial": "`keys/SERIAL`"}
+KEY_NAME = "x"
+TARGET_RATIO = 1.3
+
+
+def _paths(wq: Mount, floor: Mount) -> dict[str, str]:
+    serial = make_key(wq.path, KEY_NAME)
+    return {
+        "wqfs-path": os.path.join(wq.path, "@s", f"user:{KEY_NAME}"),
+        "wqfs-serial": os.path.join(wq.path, "keys", str(serial)),
+        "floor-path": os.path.join(floor.path, "@s", "user:x"),
+        "floor-serial": os.path.join(floor.path, "keys", "file"),
+    }
+
+
+def _write(path: str, n: int) -> dict:
+    return result_of(worker("path-writer", "--path", path, "--n", str(n)))
+
+
+def _cpu_s(pid: int) -> float:
+    """The daemon's user + system CPU time so far (less sensitive to a shared machine's load than ops/s)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_counts(n: int) -> dict[str, dict[str, float]]:
+    """FUSE requests per operation by opcode (libfuse's log), for each target."""
+    wq = Mount("wqfs-counted", "--log-counts")
+    floor = Mount("floor", "--log-counts")
+    out: dict[str, dict[str, float]] = {}
+    try:
+        paths = _paths(wq, floor)
+        for target in TARGETS:
+            mount = wq if target.startswith("wqfs") else floor
+            _write(paths[target], 20)  # the first lookups of a fresh mount are not the path's
+            before = mount.snapshot()
+            _write(paths[target], n)
+            after = mount.snapshot()
+            out[target] = {k: round((after[k] - before.get(k, 0)) / n, 2)
+                           for k in sorted(after) if after[k] - before.get(k, 0) > 0}
+    finally:
+        wq.stop()
+        floor.stop()
+    return out
+
+
+def run(repeats: int, n_ops: int, n_count: int) -> dict:
+    wq = Mount("wqfs")
+    floor = Mount("floor")
+    ops: dict[str, list[float]] = {t: [] for t in TARGETS}
+    cpu: dict[str, list[float]] = {t: [] for t in TARGETS}
+    try:
+        paths = _paths(wq, floor)
+        for target in TARGETS:  # warm-up
+            _write(paths[target], min(200, n_ops))
+        with profiling(wq.pid, "s6-wqfs"), profiling(floor.pid, "s6-floor"):
+            for r in range(repeats):
+                order = TARGETS[r % len(TARGETS):] + TARGETS[:r % len(TARGETS)]
+                for target in order:
+                    pid = wq.pid if target.startswith("wqfs") else floor.pid
+                    cpu0 = _cpu_s(pid)
+                    res = _write(paths[target], n_ops)
+                    cpu[target].append((_cpu_s(pid) - cpu0) * 1e6 / res["n"])
+                    ops[target].append(res["n"] / (res["elapsed_ns"] / 1e9))
+                log(f"  s6 repeat {r + 1}/{repeats}: " + ", ".join(
+                    f"{t} {ops[t][-1]:,.0f} ops/s ({cpu[t][-1]:.0f} us daemon CPU)" for t in TARGETS))
+    finally:
+        wq.stop()
+        floor.stop()
+    out: dict = {"repeats": repeats, "n_ops": n_ops, "n_count": n_count, "targets": {}, "ratios": {}}
+    for target in TARGETS:
+        out["targets"][target] = {"ops_per_s": summary(ops[target]),
+                                  "us_per_op": statistics.median(1e6 / v for v in ops[target]),
+                                  "daemon_cpu_us_per_op": summary(cpu[target])}
+    for shape in SHAPES:
+        out["ratios"][shape] = summary(f / w for f, w in zip(ops[f"floor-{shape}"], ops[f"wqfs-{shape}"]))
+    out["requests"] = request_counts(n_count)
+    return out
+
+
+def _reqs(counts: dict[str, float]) -> str:
+    return f"{sum(counts.values()):g}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items()))
+
+
+def markdown(data: dict, results: dict) -> str:
+    """docs/bench/path.md."""
+    m = results["machine"]
+    t, req = data["targets"], data["requests"]
+    out = [
+        "# The request path of one update (scenario 6)",
+        "",
+        f"Measured {results['date']} by `scripts/bench --only s6` on {m['cores']} cores ({m['cpu']}), "
+        f"Linux {m['kernel']}, Python {m['python']}, pyfuse3 {m['pyfuse3']}, trio {m['trio']}; "
+        f"load average {data['load'][0][0]:.2f} → {data['load'][1][0]:.2f} (a shared machine), {data['seconds']:.0f} s.",
+        "",
+        "One process updates one key back to back by `open(O_WRONLY|O_TRUNC)`, `write`, `close` "
+        f"({data['n_ops']} updates a run, {data['repeats']} interleaved repeats, the order rotating), through "
+        "wqfs (`python -m wqfs mount -f`) and through the same system calls on the floor, a trivial pyfuse3 "
+        "file system (`scripts/benchlib/floorfs.py`) that answers every request at once and has the same two "
+        "path shapes: `@s` a symlink to `keys/ring`, `keys/ring/user:x` the same file as `keys/file`. "
+        "Requests per update are counted from libfuse's own request log in separate, untimed runs "
+        f"({data['n_count']} updates each; `scripts/benchlib/fuselog.py`).",
+        "",
+        "| path | wqfs ops/s | floor ops/s | floor ÷ wqfs | target | wqfs µs/op | floor µs/op | daemon CPU µs/op, wqfs | daemon CPU µs/op, floor | requests per op, wqfs | requests per op, floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    per_request = {}
+    for shape, label in SHAPES.items():
+        w, f = t[f"wqfs-{shape}"], t[f"floor-{shape}"]
+        ratio = data["ratios"][shape]
+        met = "met" if ratio["median"] <= TARGET_RATIO else "**missed**"
+        out.append(f"| {label} | {fmt_spread(w['ops_per_s'])} | {fmt_spread(f['ops_per_s'])} | "
+                   f"{fmt_spread(ratio, 2, 'x')} | {TARGET_RATIO}x: {met} | {fmt(w['us_per_op'])} | {fmt(f['us_per_op'])} | "
+                   f"{fmt(w['daemon_cpu_us_per_op']['median'])} | {fmt(f['daemon_cpu_us_per_op']['median'])} | "
+                   f"{_reqs(req[f'wqfs-{shape}'])} | {_reqs(req[f'floor-{shape}'])} |")
+        n_floor = sum(req[f"floor-{shape}"].values())
+        n_wqfs = sum(req[f"wqfs-{shape}"].values())
+        per_request[shape] = (f["us_per_op"] / n_floor if n_floor else float("nan"),
+                              (w["us_per_op"] - f["us_per_op"]) / n_wqfs if n_wqfs else float("nan"))
+    out += [
+        "",
+        "What an update costs, per FUSE request (µs/op ÷ requests/op; the floor's is FUSE's own cost of a "
+        "request here — the system call, the kernel's FUSE round trip, libfuse, pyfuse3's dispatch into trio — "
+        "and wqfs's extra is what the daemon does on top, per request):",
+        "",
+        "| path | floor: µs per request | wqfs: extra µs per request |",
+        "|---|---|---|",
+    ]
+    for shape, label in SHAPES.items():
+        floor_us, extra_us = per_request[shape]
+        out.append(f"| {label} | {fmt(floor_us, 1)} | {fmt(extra_us, 1)} |")
+    out.append("")
+    return "\n".join(out)
