@@ -288,3 +288,24 @@ def test_entries_outside_keyrings_are_read_only(mnt):
     with pytest.raises(OSError) as info:
         os.unlink(os.path.join(mnt, "watch_queue"))
     assert info.value.errno in (errno.EPERM, errno.EACCES)
+
+
+def test_the_roots_names_are_kept_by_the_kernel_and_a_links_target_is_read_every_walk():
+    """keys, events, watch_queue and the @ links name the same node for everyone, so the kernel
+    keeps those entries (names.STATIC_ENTRY_TIMEOUT); what depends on the caller is still asked
+    for every time: @s's target (readlink), the member's lookup, every stat."""
+    from conftest import Daemon, stopped_after
+    with stopped_after(Daemon("-v")) as d:
+        path = os.path.join(d.path, "@s", "user:kept")
+        write_key(path, b"0")  # add_key: the name's entry then moves from the new file to the key
+        write_key(path, b"0")
+        os.stat(os.path.join(d.path, "keys"))
+        start = len(d.log())
+        for i in range(3):
+            write_key(path, b"%d" % i)
+            os.stat(os.path.join(d.path, "keys"))
+        log = d.log()[start:]
+    assert "lookup(1, " not in log, log
+    assert log.count("readlink(7, ") == 3, log
+    assert log.count("b'user:kept'") == 3, log
+    assert log.count(f"getattr({2}, ") == 3, log  # keys/'s attributes: asked each time

@@ -7,7 +7,8 @@ for scenarios 1, 2 and 6, with no logic behind them.
     MOUNT/@s           a symlink to keys/ring, as wqfs's @s is one to keys/SERIAL (readlink each time)
     MOUNT/keys/ring/user:x   the same file as keys/file, as a key in a keyring is wqfs's keys/SERIAL
 
-It is configured as wqfs is (entry and attribute timeouts 0, direct_io, nonseekable queue
+It is configured as wqfs is (entry and attribute timeouts 0, but the root's names kept as
+wqfs keeps them (wqfs.fuse.names.STATIC_ENTRY_TIMEOUT), direct_io, nonseekable queue
 files, getxattr answered ENODATA as wqfs answers security.capability before a write) so that the
 kernel sends it the same requests for the same system calls. It counts the requests it gets and
 writes the counts as JSON to the path given with --counts on SIGUSR1 and at exit; with
@@ -31,9 +32,12 @@ from typing import Optional
 import pyfuse3
 import trio
 
+from wqfs.fuse.names import STATIC_ENTRY_TIMEOUT
+
 ROOT, KEYS, FILE, QUEUE, LINK, RING = pyfuse3.ROOT_INODE, 2, 3, 4, 5, 6
 LINK_TARGET = b"keys/ring"
 DIRS = (ROOT, KEYS, RING)
+IN_ROOT = (KEYS, QUEUE, LINK)  # the root's names: the same for everyone, kept by the kernel as wqfs's are
 RECORD = bytes(16)
 COUNTS: collections.Counter = collections.Counter()
 _NOW = time.time_ns()
@@ -50,7 +54,7 @@ def _attr(inode: int) -> pyfuse3.EntryAttributes:
     attr.st_size = len(LINK_TARGET) if inode == LINK else 0
     attr.st_blksize = 4096
     attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = _NOW
-    attr.entry_timeout = 0
+    attr.entry_timeout = STATIC_ENTRY_TIMEOUT if inode in IN_ROOT else 0
     attr.attr_timeout = 0
     return attr
 

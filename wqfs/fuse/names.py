@@ -20,6 +20,14 @@ SPECIAL_LINKS = {"@t": (5, -1), "@p": (6, -2), "@s": (7, -3), "@u": (8, -4), "@u
 LINK_INODES = {inode: (name, key_id) for name, (inode, key_id) in SPECIAL_LINKS.items()}
 ROOT_ENTRIES = [("keys", KEYS), ("events", EVENTS), ("watch_queue", QUEUE)] + \
     [(name, inode) for name, (inode, _) in SPECIAL_LINKS.items()]
+# The root's own names (keys, events, watch_queue, .pipe, @t ... @us) name the same node for
+# every caller for as long as the mount lives, so the kernel may keep those entries instead of
+# looking each up again on every path walk; their attributes it still asks for each time
+# (timeout 0: a dead daemon's mount answers ENOTCONN to any stat), and a link's target is read
+# on every walk (FUSE caches no symlink target unless told), so @s still means the caller's.
+# Every other name is looked up every time: what it names depends on who asks.
+STATIC_ENTRY_TIMEOUT = 24 * 3600.0
+STATIC_INODES = frozenset([KEYS, EVENTS, QUEUE, PIPES, *LINK_INODES])
 DYNAMIC_BASE = 16          # events/ names and files being created
 KEY_BASE = 1 << 32         # keys: KEY_BASE + serial
 # A member listed by its serial alone, to a caller who may READ the keyring but not VIEW the

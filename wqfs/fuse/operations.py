@@ -193,14 +193,12 @@ class WqfsOperations(pyfuse3.Operations):
         return attr
 
     def _attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
-        if inode == names.ROOT or inode in (names.KEYS, names.EVENTS):
+        if inode in names.STATIC_INODES:
+            attr = self._static_attr(inode, cred)
+            attr.entry_timeout = names.STATIC_ENTRY_TIMEOUT
+            return attr
+        if inode == names.ROOT:
             return self._base_attr(inode, stat.S_IFDIR | 0o555, 0, 2)
-        if inode == names.PIPES:
-            return self._base_attr(inode, stat.S_IFDIR | 0o111, 0, 2)
-        if inode == names.QUEUE:
-            return self._base_attr(inode, stat.S_IFREG | 0o666)
-        if inode in names.LINK_INODES:
-            return self._base_attr(inode, stat.S_IFLNK | 0o777, len(self._link_target(inode, cred, False)))
         hidden = names.hidden_serial(inode)
         if hidden is not None:  # the same neutral attributes as the listing gave, to anyone
             return self._hidden_attr(self._key(names.key_inode(hidden)))
@@ -220,6 +218,15 @@ class WqfsOperations(pyfuse3.Operations):
             attr.st_uid, attr.st_gid = value.cred.uid, value.cred.gid
             return attr
         return self._key_attr(_check_view(self.kernel, cred, self._key(inode)))
+
+    def _static_attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
+        if inode in (names.KEYS, names.EVENTS):
+            return self._base_attr(inode, stat.S_IFDIR | 0o555, 0, 2)
+        if inode == names.PIPES:
+            return self._base_attr(inode, stat.S_IFDIR | 0o111, 0, 2)
+        if inode == names.QUEUE:
+            return self._base_attr(inode, stat.S_IFREG | 0o666)
+        return self._base_attr(inode, stat.S_IFLNK | 0o777, len(self._link_target(inode, cred, False)))
 
     def _link_target(self, inode: int, cred: Cred, create: bool) -> bytes:
         _, key_id = names.LINK_INODES[inode]
