@@ -276,10 +276,11 @@ class CallerTable:
         cannot see)."""
         now = time.monotonic()
         hit = self._creds.get(tid)
+        previous: Optional[Cred] = None
         if hit is not None:
-            when, fd, known_uid, known_gid, cred = hit
+            when, fd, known_uid, known_gid, previous = hit
             if now - when < _TTL and known_uid == uid and known_gid == gid and _same_task(fd):
-                return cred
+                return previous
             self._forget_cred(tid)
         try:  # first: the task it names is then the one whose /proc is read below
             fd: Optional[int] = os.pidfd_open(tid, _PIDFD_THREAD)
@@ -292,6 +293,8 @@ class CallerTable:
                 os.close(fd)
             raise KernelError(errno.ESRCH, f"caller {tid} is not visible in /proc") from None
         cred = info.cred(implicit_session=False, fsuid=uid, fsgid=gid)
+        if cred == previous:
+            cred = previous  # the same object, so that the kernel's caches keyed by it hit at once
         if fd is None:
             return cred
         if len(self._creds) >= _CREDS_MAX:

@@ -28,6 +28,26 @@ class Cred:
     # look, and then capable() takes uid 0 for all of them (what core tests and old fronts assume).
     caps: Optional[int] = None
 
+    # A Cred keys the kernel's caches (the possession reach) and is hashed on nearly every
+    # request: its hash is computed once, and equal Creds compare by it first.
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.uid, self.gid, self.groups, self.thread, self.process,
+                                                self.session, self.implicit_session, self.caps)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not Cred:
+            return NotImplemented
+        return (self._hash == other._hash  # type: ignore[attr-defined]
+                and (self.uid, self.gid, self.groups, self.thread, self.process, self.session,
+                     self.implicit_session, self.caps)
+                == (other.uid, other.gid, other.groups, other.thread, other.process,  # type: ignore[attr-defined]
+                    other.session, other.implicit_session, other.caps))  # type: ignore[attr-defined]
+
     @property
     def is_admin(self) -> bool:
         return self.uid == 0
