@@ -20,6 +20,7 @@ SPECIAL_LINKS = {"@t": (5, -1), "@p": (6, -2), "@s": (7, -3), "@u": (8, -4), "@u
 LINK_INODES = {inode: (name, key_id) for name, (inode, key_id) in SPECIAL_LINKS.items()}
 ROOT_ENTRIES = [("keys", KEYS), ("events", EVENTS), ("watch_queue", QUEUE)] + \
     [(name, inode) for name, (inode, _) in SPECIAL_LINKS.items()]
+ROOT_NAMES = {name.encode(): inode for name, inode in ROOT_ENTRIES} | {b".pipe": PIPES}  # what lookup finds
 # The root's own names (keys, events, watch_queue, .pipe, @t ... @us) name the same node for
 # every caller for as long as the mount lives, so the kernel may keep those entries instead of
 # looking each up again on every path walk; their attributes it still asks for each time
@@ -61,6 +62,8 @@ def escape(description: str) -> str:
 
 
 def unescape(text: str) -> str:
+    if "%" not in text:
+        return text
     out, i = [], 0
     while i < len(text):
         if text[i] == "%":

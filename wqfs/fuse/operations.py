@@ -96,6 +96,7 @@ class WqfsOperations(pyfuse3.Operations):
         # inode -> ("events", specs) | ("pending", KeyFile) | ("pipe", (token, end)): pipe ends
         # are made and freed by self.pipes
         self._dynamic: dict[int, tuple[str, Any]] = {}
+        self._pending_names: dict[tuple[int, bytes, int], int] = {}  # (ring, name, uid) -> inode, uncommitted
         self._events_inodes: dict[bytes, int] = {}
         self._events_lookups: dict[int, list] = {}  # events inode -> [its name, the kernel's lookup count]
         self._next_inode = names.DYNAMIC_BASE
@@ -159,20 +160,22 @@ class WqfsOperations(pyfuse3.Operations):
 
     def _key_attr(self, key: Key) -> pyfuse3.EntryAttributes:
         perm = key.perm
-        mode = 0
-        for shift, (r, w, x) in ((16, (stat.S_IRUSR, stat.S_IWUSR, stat.S_IXUSR)),
-                                 (8, (stat.S_IRGRP, stat.S_IWGRP, stat.S_IXGRP)),
-                                 (0, (stat.S_IROTH, stat.S_IWOTH, stat.S_IXOTH))):
-            bits = (perm >> shift) & 0xFF
-            mode |= (r if bits & abi.KEY_READ else 0) | (w if bits & abi.KEY_WRITE else 0)
-            if key.is_keyring and bits & abi.KEY_SEARCH:
-                mode |= x
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = names.KEY_BASE + key.serial
         if key.is_keyring:  # a keyring's size is what a read of it gives: a serial per member
-            attr = self._base_attr(names.key_inode(key.serial), stat.S_IFDIR | mode,
-                                   4 * key.nr_members, 2 + key.nr_subrings)
+            attr.st_mode = (stat.S_IFDIR | _DIR_MODE[(perm >> 16) & 0xFF] << 6
+                            | _DIR_MODE[(perm >> 8) & 0xFF] << 3 | _DIR_MODE[perm & 0xFF])
+            attr.st_size = size = 4 * key.nr_members
+            attr.st_nlink = 2 + key.nr_subrings
         else:
-            attr = self._base_attr(names.key_inode(key.serial), stat.S_IFREG | mode,
-                                   key.payload_size, key.nr_links)
+            attr.st_mode = (stat.S_IFREG | _FILE_MODE[(perm >> 16) & 0xFF] << 6
+                            | _FILE_MODE[(perm >> 8) & 0xFF] << 3 | _FILE_MODE[perm & 0xFF])
+            attr.st_size = size = key.payload_size
+            attr.st_nlink = key.nr_links
+        attr.st_blksize = abi.PAGE_SIZE
+        attr.st_blocks = (size + 511) // 512
+        attr.entry_timeout = 0
+        attr.attr_timeout = 0
         attr.generation = key.generation
         attr.st_uid = key.uid
         attr.st_gid = shown_gid(key)
@@ -307,7 +310,18 @@ class WqfsOperations(pyfuse3.Operations):
                 yield inode, value
 
     def _own_pending(self, ring: Key, name: bytes, cred: Cred) -> Optional[int]:
-        return next((inode for inode, value in self._own_pendings(ring, cred) if value.entry_name == name), None)
+        """The inode of the caller's own file of that name being created in ring, if any (one
+        dict lookup: every lookup in a keyring asks)."""
+        inode = self._pending_names.get((ring.serial, name, cred.uid))
+        if inode is None:
+            return None
+        dynamic = self._dynamic.get(inode)
+        return inode if dynamic is not None and dynamic[0] == "pending" and dynamic[1].serial is None else None
+
+    def _forget_pending_name(self, handle: KeyFile) -> None:
+        name = (handle.ring, handle.entry_name, handle.cred.uid)  # type: ignore[attr-defined]
+        if self._pending_names.get(name) == handle.inode:  # type: ignore[attr-defined]
+            del self._pending_names[name]
 
     # -------------------------------------------------------------- lookup
 
@@ -317,12 +331,10 @@ class WqfsOperations(pyfuse3.Operations):
         if name == b".":
             return self._attr(parent_inode, cred)
         if parent_inode == names.ROOT:
-            for entry, inode in names.ROOT_ENTRIES:
-                if entry.encode() == name:
-                    return self._attr(inode, cred)
-            if name == b".pipe":
-                return self._attr(names.PIPES, cred)
-            raise pyfuse3.FUSEError(errno.ENOENT)
+            inode = names.ROOT_NAMES.get(name)
+            if inode is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return self._attr(inode, cred)
         if parent_inode == names.PIPES:
             inode = self.pipes.end_inode(name)
             if inode is None:
@@ -517,6 +529,7 @@ class WqfsOperations(pyfuse3.Operations):
         handle.entry_name = name  # type: ignore[attr-defined]
         inode = self._alloc_inode("pending", handle)
         handle.inode = inode  # type: ignore[attr-defined]
+        self._pending_names.setdefault((ring.serial, name, cred.uid), inode)
         fh = self._add_handle(handle)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attr(inode, cred)
 
@@ -525,8 +538,9 @@ class WqfsOperations(pyfuse3.Operations):
         cred = self._cred(ctx)  # with its capabilities: a queue is a pipe2, charged to its pages
         accmode = flags & os.O_ACCMODE
         nonblock = bool(flags & os.O_NONBLOCK)
-        stream = pyfuse3.FileInfo(direct_io=True, nonseekable=True, keep_cache=False)
         dynamic = self._dynamic.get(inode)
+        if inode == names.QUEUE or dynamic is not None:
+            stream = pyfuse3.FileInfo(direct_io=True, nonseekable=True, keep_cache=False)
         if inode == names.QUEUE:
             stream.fh = self._add_handle(QueueFile(self.kernel.new_queue(cred), cred, ctx.pid, nonblock))
             return stream
@@ -683,6 +697,7 @@ class WqfsOperations(pyfuse3.Operations):
             if was_new and handle.serial is not None:
                 # The created file is a key now: its pending name goes, the key's own stays.
                 self._dynamic[handle.inode] = ("pending", handle)  # type: ignore[attr-defined]
+                self._forget_pending_name(handle)
 
     @handler
     async def release(self, fh: int) -> None:
@@ -694,7 +709,8 @@ class WqfsOperations(pyfuse3.Operations):
             except KernelError as error:
                 log.info("key write lost at close: %s", error)
             finally:
-                self._dynamic.pop(getattr(handle, "inode", -1), None)
+                if self._dynamic.pop(getattr(handle, "inode", -1), None) is not None:
+                    self._forget_pending_name(handle)
         elif isinstance(handle, Stream):
             handle.close(self.kernel)
             if isinstance(handle, QueueFile) and handle.pipe is not None and handle.pipe.open_ends == 0:
@@ -737,6 +753,9 @@ class WqfsOperations(pyfuse3.Operations):
         if names.serial_of(inode) is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
         key = self._key(inode)
+        if not name.startswith(xattrs.PREFIX):
+            # what the kernel asks before every write (security.capability): nobody's to check
+            raise pyfuse3.FUSEError(errno.ENODATA)
         return xattrs.get(self.kernel, self._cred(ctx), key.serial, name)
 
     @handler
@@ -776,7 +795,8 @@ class WqfsOperations(pyfuse3.Operations):
 
 def _check_view(kernel: Kernel, cred: Cred, key: Key) -> Key:
     """EACCES without VIEW on key, possession counted: keyctl_describe's rule for all it shows."""
-    permission.check(key, cred, abi.KEY_VIEW, kernel.possessed(cred, key))
+    if not kernel.permitted(cred, key, abi.KEY_VIEW):
+        raise KernelError(errno.EACCES, f"key {key.serial}: no VIEW")
     return key
 
 
@@ -791,7 +811,18 @@ def _may_write(kernel: Kernel, cred: Cred, ring: Key) -> bool:
 
 def _may_view(kernel: Kernel, cred: Cred, key: Key) -> bool:
     """Whether _check_view would pass."""
-    return permission.permitted(key, cred, abi.KEY_VIEW, kernel.possessed(cred, key))
+    return kernel.permitted(cred, key, abi.KEY_VIEW)
+
+
+def _mode_bits(bits: int, keyring: bool) -> int:
+    """rwx of one class of a key's permissions: READ, WRITE, and SEARCH as x on a keyring."""
+    return ((4 if bits & abi.KEY_READ else 0) | (2 if bits & abi.KEY_WRITE else 0)
+            | (1 if keyring and bits & abi.KEY_SEARCH else 0))
+
+
+# One class's byte of a key's perm -> its rwx bits (st_mode = owner << 6 | group << 3 | other)
+_FILE_MODE = tuple(_mode_bits(bits, False) for bits in range(256))
+_DIR_MODE = tuple(_mode_bits(bits, True) for bits in range(256))
 
 
 __all__ = ["WqfsOperations", "EVENTS_QUEUE_SIZE"]

@@ -96,6 +96,7 @@ class Kernel:
     # front asks lookup, possessed or permitted for that).
     lookup = process_keys.lookup_user_key
     possessed = process_keys.possessed
+    permitted = process_keys.key_task_permission
     session_keyring = process_keys.session_keyring
     user_keyrings = process_keys.look_up_user_keyrings
     visible_keys = proc.visible_keys

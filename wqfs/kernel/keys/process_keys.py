@@ -183,6 +183,13 @@ def possessed(k: Kernel, cred: Cred, key: Key) -> bool:
     return False
 
 
+def key_task_permission(k: Kernel, cred: Cred, key: Key, need: int) -> bool:
+    """key_task_permission with the caller's possession as the kernel finds it; possession is
+    looked for only when the other bits do not grant need (it only adds the possessor's)."""
+    return (permission.permitted(key, cred, need, False)
+            or permission.permitted(key, cred, need, possessed(k, cred, key)))
+
+
 def lookup_user_key(k: Kernel, cred: Cred, key_id: int, need: int = 0, create: bool = False,
                     partial: bool = False, defer: bool = False) -> tuple[Key, bool]:
     """lookup_user_key: resolve, check state, then permission. Returns (key, possessed).
