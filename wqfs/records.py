@@ -14,6 +14,7 @@ from . import abi
 
 _HEADER = struct.Struct("<II")
 _KEY = struct.Struct("<IIII")
+KEY_RECORD = _KEY  # word 0 (type, subtype), info (length, tag), key id, aux: what the poster packs
 _REMOVAL = struct.Struct("<IIQ")
 
 LOSS_BYTES = _HEADER.pack(abi.WATCH_TYPE_META | (abi.WATCH_META_LOSS_NOTIFICATION << 24), 8)

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from ... import abi
-from ...records import pack_key_notification
+from ...records import KEY_RECORD
 from ..cred import Cred
 from ..errors import KernelError
 from ..watch_queue import post_watch_notification
@@ -180,7 +180,11 @@ def check_update_payload(plen: int) -> None:
 def notify_key(key: Key, subtype: int, aux: int = 0) -> None:
     """notify_key: a record of the key's change to every watch on it."""
     if key.watchers:
-        post_watch_notification(key.watchers, pack_key_notification(subtype, key.serial, aux))
+        word0 = abi.WATCH_TYPE_KEY_NOTIFY | subtype << 24
+        key_id, aux = key.serial & 0xFFFFFFFF, aux & 0xFFFFFFFF
+        pack = KEY_RECORD.pack
+        post_watch_notification(key.watchers, abi.WATCH_TYPE_KEY_NOTIFY, subtype, KEY_RECORD.size,
+                                lambda info: pack(word0, info, key_id, aux))
 
 
 def key_payload_reserve(k: Kernel, key: Key, new_bytes: int) -> None:

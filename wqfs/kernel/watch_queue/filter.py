@@ -52,13 +52,16 @@ class _Stored:
 class Filter:
     """What a queue keeps after SET_FILTER: only word 0 of each subtype bitmap, only known types."""
 
-    __slots__ = ("entries", "type_bitmap")
+    __slots__ = ("entries", "type_bitmap", "_by_type")
 
     def __init__(self, entries: list[_Stored]) -> None:
         self.entries = entries
         self.type_bitmap = 0
+        # what matches() asks of each entry of a type, in order: (subtypes, info_mask, info_filter)
+        self._by_type: dict[int, list[tuple[int, int, int]]] = {}
         for entry in entries:
             self.type_bitmap |= 1 << entry.type
+            self._by_type.setdefault(entry.type, []).append((entry.subtypes, entry.info_mask, entry.info_filter))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Filter":
@@ -81,10 +84,9 @@ class Filter:
         return cls(stored)
 
     def matches(self, rtype: int, subtype: int, info: int) -> bool:
-        if not (self.type_bitmap >> rtype) & 1:
-            return False
-        for entry in self.entries:
-            if (entry.type == rtype and (entry.subtypes >> subtype) & 1
-                    and (info & entry.info_mask) == entry.info_filter):
+        """Whether a record passes: an entry of its type (the type bitmap) whose subtype bit is
+        set and whose info_mask bits of info are info_filter, as filter_watch_notification."""
+        for subtypes, info_mask, info_filter in self._by_type.get(rtype, ()):
+            if (subtypes >> subtype) & 1 and (info & info_mask) == info_filter:
                 return True
         return False

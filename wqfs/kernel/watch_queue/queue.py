@@ -7,6 +7,7 @@ how a front waits: a front registers a listener and is told when something chang
 from __future__ import annotations
 
 import errno
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
@@ -32,6 +33,9 @@ class QueueStatistics:
     lost: int
     filtered: int
     watches: int
+
+
+_HEADER = struct.Struct("<II")
 
 
 def capacity_for(nr_notes: int) -> int:
@@ -106,14 +110,23 @@ class WatchQueue:
 
     def post(self, record: bytes, filterable: bool = True) -> bool:
         """Enqueue one tagged record; False if it was filtered or lost."""
+        if filterable and self.filter is not None:
+            word0, info = _HEADER.unpack_from(record)
+            return self.post_fields(record, word0 & 0xFFFFFF, word0 >> 24, info)
         if self.defunct:
             return False
-        if filterable and self.filter is not None:
-            word0 = int.from_bytes(record[0:4], "little")
-            info = int.from_bytes(record[4:8], "little")
-            if not self.filter.matches(word0 & 0xFFFFFF, word0 >> 24, info):
-                self._filtered += 1
-                return False
+        return self._enqueue(record)
+
+    def post_fields(self, record: bytes, rtype: int, subtype: int, info: int) -> bool:
+        """post() of a filterable record by a poster that has its header's fields at hand."""
+        if self.defunct:
+            return False
+        if self.filter is not None and not self.filter.matches(rtype, subtype, info):
+            self._filtered += 1
+            return False
+        return self._enqueue(record)
+
+    def _enqueue(self, record: bytes) -> bool:
         if len(self._records) >= self.capacity:
             self._lost += 1
             if self._records:

@@ -9,10 +9,11 @@ costs is charged to its user's nr_watches, limited by RLIMIT_NOFILE (EAGAIN past
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
+from ... import abi
 from ..errors import KernelError
-from ...records import pack_removal, with_tag
+from ...records import pack_removal
 
 if TYPE_CHECKING:
     from .queue import WatchQueue
@@ -109,8 +110,11 @@ def watch_queue_clear(queue: WatchQueue, counts: WatchCounts) -> None:
         _unhook(watch, counts)
 
 
-def post_watch_notification(watch_list: list[Watch], record: bytes) -> None:
-    """Every watch on the object gets its own copy of the untagged record, tagged with its
-    info_id, filtered by its queue."""
+def post_watch_notification(watch_list: list[Watch], rtype: int, subtype: int, length: int,
+                            pack: Callable[[int], bytes]) -> None:
+    """__post_watch_notification: every watch on the object gets its own copy, its info the
+    record's length and the watch's tag (info_id), filtered by its queue. pack(info) gives a
+    copy's bytes: each is packed once, and its queue filters on the fields it was packed from."""
     for watch in watch_list:
-        watch.queue.post(with_tag(record, watch.tag))
+        info = length | (watch.tag & 0xFF) << abi.WATCH_INFO_ID__SHIFT
+        watch.queue.post_fields(pack(info), rtype, subtype, info)
