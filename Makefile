@@ -11,14 +11,15 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+BUILT  := pyproject.toml setup.py wqfs/fuse/_requestlog.c
+STAMP  := $(VENV)/.installed-$(shell cat $(BUILT) | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat $(BUILT) | cksum | cut -d' ' -f1)
 
 .PHONY: all setup run test clean conformance bench bench-hostile
 
 all: test
 
-$(STAMP): pyproject.toml scripts/install-system-deps
+$(STAMP): $(BUILT) scripts/install-system-deps
 	./scripts/install-system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
@@ -51,4 +52,4 @@ bench-hostile: $(STAMP)
 	$(BIN)/python scripts/bench-hostile --out docs/bench/hostile.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info wqfs/fuse/*.so

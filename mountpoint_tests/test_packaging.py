@@ -86,6 +86,14 @@ def test_the_installed_package_has_every_module(venv):
     assert source - {"wqfs"} <= installed, sorted(source - installed)
 
 
+def test_the_installed_package_reads_libfuses_log_in_c(venv):
+    """setup.py's one extension (wqfs/fuse/_requestlog.c) is built by the install, and used."""
+    check = subprocess.run([os.path.join(venv, "python"), "-c",
+                            "from wqfs.fuse.requests import REQUESTS; print(REQUESTS.install(), REQUESTS.native)"],
+                           capture_output=True, text=True, cwd="/", timeout=60)
+    assert check.stdout.split() == ["True", "True"], check.stderr
+
+
 def test_mount_run_and_the_client_of_the_installed_package(venv, mounted):
     added = subprocess.run([os.path.join(venv, "wqfs"), "run", "--mount", mounted, "--",
                             "keyctl", "add", "user", "from-run", "v", "@us"],

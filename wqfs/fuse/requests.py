@@ -8,10 +8,14 @@ reports both in its debug log, in the thread that then calls the handler: the li
 "unique: U, opcode: OP (N), nodeid: I, insize: S, pid: P" comes right before the handler of
 that request starts (pyfuse3 starts it before its worker awaits anything), and
 "INTERRUPT: U" when an interrupt arrives. wqfs installs its own log function
-(fuse_set_log_func) and reads those two lines; every other line is dropped after one dict
-lookup of its format pointer. A request line's numbers are read straight from its va_list where
-the ABI is known (x86-64), once checked against vsnprintf on the first line: formatting and
-parsing each line cost about a tenth of a simple request.
+(fuse_set_log_func) and reads those two lines; every other line is dropped at once.
+
+The log function is C (wqfs/fuse/_requestlog.c, built with the package): it keeps the last
+request line's numbers with no call into Python, and calls Python only for an interrupt. Two
+lines a request made through ctypes cost a simple request a tenth more. Where the extension
+is missing, the same is done through ctypes: every other line is dropped after one dict lookup
+of its format pointer, and a request line's numbers are read straight from its va_list where
+the ABI is known (x86-64), once checked against vsnprintf on the first line.
 
 So a blocked read() learns that *its* caller was signalled, whoever opened the file and
 however the fd reached that caller, at no cost while nothing happens (no polling of /proc).
@@ -26,6 +30,11 @@ import struct
 import threading
 from collections import OrderedDict
 from typing import Callable, NamedTuple, Optional
+
+try:
+    from . import _requestlog as _native
+except ImportError:  # not built (no compiler when installed): the ctypes log function below
+    _native = None
 
 log = logging.getLogger("wqfs.fuse")
 
@@ -86,7 +95,8 @@ _LOG_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_
 class RequestLog:
     """The daemon's view of libfuse's request log: the current request, interrupt callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: Optional[object] = _native) -> None:
+        self._native = native  # the C log function's module, or None for the ctypes one
         self._kinds: dict[int, int] = {}
         self._buffer = ctypes.create_string_buffer(256)
         self._current: Optional[tuple[int, int, int]] = None  # (unique, opcode, pid)
@@ -109,15 +119,28 @@ class RequestLog:
             return False
         self._vsnprintf = libc.vsnprintf
         self._vsnprintf.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
-        set_log.argtypes = [_LOG_FUNC]
-        set_log(self._callback)
         self._thread = threading.get_ident()
+        if self._native is not None:
+            # lines of a wording the C function does not know come to _log: no direct reads then
+            self._direct = False
+            if not self._native.install(self._interrupted, self._log):  # type: ignore[attr-defined]
+                return False
+        else:
+            set_log.argtypes = [_LOG_FUNC]
+            set_log(self._callback)
         self.installed = True
         return True
+
+    @property
+    def native(self) -> bool:
+        """Whether the C log function reads the log (else the ctypes one)."""
+        return self.installed and self._native is not None
 
     def bind_thread(self) -> None:
         """The thread that runs the trio loop (and so libfuse's request processing)."""
         self._thread = threading.get_ident()
+        if self._native is not None:
+            self._native.bind_thread()  # type: ignore[attr-defined]
 
     def _log(self, level: int, fmt: Optional[int], args: Optional[int]) -> None:
         try:
@@ -146,6 +169,8 @@ class RequestLog:
                 self._current = (unique, opcode, pid)
                 if direct is not None:  # the first request line: may the va_list be read directly?
                     self._direct = direct == self._current
+                if self._native is not None:
+                    self._native.set_current(unique, opcode, pid)  # type: ignore[attr-defined]
             else:
                 self._interrupted(int(line[11:]))
         except Exception:  # never let a log line end the daemon
@@ -163,12 +188,16 @@ class RequestLog:
 
     def current(self) -> Optional[Request]:
         """The request whose handler is starting. Call it before the handler's first await."""
-        request, self._current = self._current, None
+        if self._native is not None:
+            request = self._native.take()  # type: ignore[attr-defined]
+        else:
+            request, self._current = self._current, None
         return Request(*request) if request is not None else None
 
     def peek(self) -> Optional[Request]:
         """The request whose handler is starting, left for its handler's current()."""
-        return Request(*self._current) if self._current is not None else None
+        request = self._native.peek() if self._native is not None else self._current  # type: ignore[attr-defined]
+        return Request(*request) if request is not None else None
 
     def on_interrupt(self, request: Optional[Request], callback: Callable[[], None]) -> bool:
         """Call callback when the kernel interrupts request; True if it already did."""
