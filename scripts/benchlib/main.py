@@ -26,7 +26,7 @@ PLAN = {
     "s3": {"repeats": (3, 1), "updates": (32, 16), "rounds": (5, 2)},
     "s4": {"repeats": (5, 1), "n_ops": (1000, 200)},
     "s5": {"repeats": (5, 1), "n_emulated": (4000, 600), "n_kernel": (200000, 20000)},
-    "s6": {"repeats": (7, 3), "n_ops": (2000, 500), "n_count": (300, 100)},
+    "s6": {"repeats": (15, 3), "n_ops": (1000, 300), "n_count": (300, 100)},
 }
 
 

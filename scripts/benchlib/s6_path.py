@@ -9,7 +9,7 @@ One process updates one key n times, back to back, by open(O_WRONLY|O_TRUNC)/wri
 
 Timed runs are plain `python -m wqfs mount -f` and plain floorfs, in interleaved repeats (the
 order rotates each repeat); each ratio is floor ops/s over wqfs ops/s of the same shape in the
-same repeat. The requests per operation are counted in separate, untimed runs from libfuse's own
+same repeat, run back to back. The requests per operation are counted in separate, untimed runs from libfuse's own
 request log (benchlib.fuselog), on wqfs (benchlib.counted --log-counts) and on the floor
 (floorfs --log-counts). Results: docs/bench/path.md.
 """
@@ -42,10 +42,15 @@ def _write(path: str, n: int) -> dict:
 
 
 def _cpu_s(pid: int) -> float:
-    """The daemon's user + system CPU time so far (less sensitive to a shared machine's load than ops/s)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The daemon's CPU time so far, all its threads (schedstat: nanoseconds)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:  # a thread that just ended (its time is lost to both readings)
+            pass
+    return total / 1e9
 
 
 def request_counts(n: int) -> dict[str, dict[str, float]]:
@@ -80,13 +85,17 @@ def run(repeats: int, n_ops: int, n_count: int) -> dict:
             _write(paths[target], min(200, n_ops))
         with profiling(wq.pid, "s6-wqfs"), profiling(floor.pid, "s6-floor"):
             for r in range(repeats):
-                order = TARGETS[r % len(TARGETS):] + TARGETS[:r % len(TARGETS)]
-                for target in order:
-                    pid = wq.pid if target.startswith("wqfs") else floor.pid
-                    cpu0 = _cpu_s(pid)
-                    res = _write(paths[target], n_ops)
-                    cpu[target].append((_cpu_s(pid) - cpu0) * 1e6 / res["n"])
-                    ops[target].append(res["n"] / (res["elapsed_ns"] / 1e9))
+                # each shape's two runs back to back (a shared machine's load drifts), the order
+                # of the shapes and of wqfs and the floor alternating from repeat to repeat
+                shapes = list(SHAPES) if r % 2 == 0 else list(SHAPES)[::-1]
+                for shape in shapes:
+                    pair = [f"wqfs-{shape}", f"floor-{shape}"]
+                    for target in pair if (r // 2) % 2 == 0 else pair[::-1]:
+                        pid = wq.pid if target.startswith("wqfs") else floor.pid
+                        cpu0 = _cpu_s(pid)
+                        res = _write(paths[target], n_ops)
+                        cpu[target].append((_cpu_s(pid) - cpu0) * 1e6 / res["n"])
+                        ops[target].append(res["n"] / (res["elapsed_ns"] / 1e9))
                 log(f"  s6 repeat {r + 1}/{repeats}: " + ", ".join(
                     f"{t} {ops[t][-1]:,.0f} ops/s ({cpu[t][-1]:.0f} us daemon CPU)" for t in TARGETS))
     finally:
@@ -119,7 +128,8 @@ def markdown(data: dict, results: dict) -> str:
         f"load average {data['load'][0][0]:.2f} → {data['load'][1][0]:.2f} (a shared machine), {data['seconds']:.0f} s.",
         "",
         "One process updates one key back to back by `open(O_WRONLY|O_TRUNC)`, `write`, `close` "
-        f"({data['n_ops']} updates a run, {data['repeats']} interleaved repeats, the order rotating), through "
+        f"({data['n_ops']} updates a run, {data['repeats']} repeats; in each, the two runs of a path shape "
+        "back to back, the order alternating), through "
         "wqfs (`python -m wqfs mount -f`) and through the same system calls on the floor, a trivial pyfuse3 "
         "file system (`scripts/benchlib/floorfs.py`) that answers every request at once and has the same two "
         "path shapes: `@s` a symlink to `keys/ring`, `keys/ring/user:x` the same file as `keys/file`. "
