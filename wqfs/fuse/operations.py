@@ -40,26 +40,37 @@ def handler(fn: F) -> F:
 
     @functools.wraps(fn)
     async def wrapper(self: "WqfsOperations", *args: Any) -> Any:
-        caller = REQUESTS.peek() if self.verbose else None  # for the log line; before any await
+        if self.verbose:
+            return await _logged(self, fn, args)
         try:
-            result = await fn(self, *args)
+            return await fn(self, *args)
         except KernelError as error:
-            if self.verbose:
-                log.info("%s%s -> %s", fn.__name__, _brief(args, caller), error)
             raise pyfuse3.FUSEError(error.errno) from None
-        except pyfuse3.FUSEError as error:
-            if self.verbose:
-                log.info("%s%s -> %s", fn.__name__, _brief(args, caller),
-                         errno.errorcode.get(error.errno, error.errno))
+        except pyfuse3.FUSEError:
             raise
         except Exception:
-            log.exception("internal error in %s%s", fn.__name__, _brief(args, caller))
+            log.exception("internal error in %s%s", fn.__name__, _brief(args))
             raise pyfuse3.FUSEError(errno.EIO) from None
-        if self.verbose:
-            log.info("%s%s -> ok", fn.__name__, _brief(args, caller))
-        return result
 
     return wrapper  # type: ignore[return-value]
+
+
+async def _logged(self: "WqfsOperations", fn: Callable[..., Awaitable[Any]], args: tuple) -> Any:
+    """handler's boundary with -v: a line per request, with its caller and its answer."""
+    caller = REQUESTS.peek()  # for the log line; before any await
+    try:
+        result = await fn(self, *args)
+    except KernelError as error:
+        log.info("%s%s -> %s", fn.__name__, _brief(args, caller), error)
+        raise pyfuse3.FUSEError(error.errno) from None
+    except pyfuse3.FUSEError as error:
+        log.info("%s%s -> %s", fn.__name__, _brief(args, caller), errno.errorcode.get(error.errno, error.errno))
+        raise
+    except Exception:
+        log.exception("internal error in %s%s", fn.__name__, _brief(args, caller))
+        raise pyfuse3.FUSEError(errno.EIO) from None
+    log.info("%s%s -> ok", fn.__name__, _brief(args, caller))
+    return result
 
 
 def _brief(args: tuple, caller: Optional[Request] = None) -> str:
