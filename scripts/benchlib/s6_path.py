@@ -164,5 +164,39 @@ def markdown(data: dict, results: dict) -> str:
     for shape, label in SHAPES.items():
         floor_us, extra_us = per_request[shape]
         out.append(f"| {label} | {fmt(floor_us, 1)} | {fmt(extra_us, 1)} |")
+    seen = sorted(set(req["wqfs-path"]) | set(req["wqfs-serial"]))
+    out += [
+        "",
+        "## The requests an update needs",
+        "",
+        "Each request is one round trip the floor pays as well; none of these could go without "
+        "showing one caller another's view or a stale permission, or without a capability that "
+        "pyfuse3 3.5 and libfuse 3.14 cannot negotiate:",
+        "",
+        "| request | per op (`@s/user:x`, `keys/SERIAL`) | why it is sent |",
+        "|---|---|---|",
+    ]
+    for opcode in seen:
+        counts = ", ".join(f"{req[f'wqfs-{shape}'].get(opcode, 0):g}" for shape in SHAPES)
+        out.append(f"| {opcode.upper()} | {counts} | {WHY.get(opcode, '')} |")
     out.append("")
     return "\n".join(out)
+
+
+WHY = {
+    "readlink": "`@s` is a symlink whose target is the caller's own session keyring: FUSE caches no "
+                "symlink target (no FUSE_CAP_CACHE_SYMLINKS), and it must not, since callers differ",
+    "lookup": "`keys/N` (VIEW on the keyring, per caller) and `user:x` in it (SEARCH on the keyring, VIEW "
+              "on the key, per caller; keys come and go under others' hands): entry timeout 0. The root's "
+              "own names (`@s`, `keys`) are kept by the kernel (wqfs.fuse.names.STATIC_ENTRY_TIMEOUT)",
+    "open": "the WRITE check (EACCES at open, not at close) and the file handle",
+    "getxattr": "`security.capability`, which the kernel asks on every O_TRUNC open before truncating "
+                "(dentry_needs_remove_privs): only FUSE_HANDLE_KILLPRIV_V2 would stop it, which libfuse "
+                "3.14 and pyfuse3 cannot ask for. Answered ENODATA at once",
+    "write": "the payload",
+    "flush": "close(): the update is committed here, so that its record is posted and its error "
+             "(EACCES, EDQUOT, EKEYREVOKED) returned before close() returns",
+    "release": "sent by the kernel for every open file after the last close, asynchronously; "
+               "nothing left to do",
+    "forget": "the kernel dropping inodes it looked up",
+}
