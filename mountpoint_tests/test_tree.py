@@ -115,6 +115,16 @@ def test_rewrite_and_append_change_the_payload(ring):
     assert os.stat(path).st_size == len(b"twothree\n")
 
 
+def test_touch_of_a_new_key_says_a_payload_is_needed(ring):
+    """An empty user payload is add_key's EINVAL: touch (which checks close) says so and nothing
+    is made; `: > file` is the same, though the shell does not look at close's answer."""
+    path = os.path.join(ring, "user:empty")
+    result = sh(f"touch '{path}'")
+    assert result.returncode == 1 and "Invalid argument" in result.stderr, result.stderr
+    assert sh(f": > '{path}'").returncode == 0
+    assert not os.path.exists(path) and os.listdir(ring) == []
+
+
 def test_append_reads_first_so_it_needs_read(ring):
     """`>>` is a read of the payload, then an update: without READ (nor the possessor's), open
     with O_APPEND fails as keyctl read would, and a plain rewrite still works."""
@@ -129,17 +139,26 @@ def test_append_reads_first_so_it_needs_read(ring):
         open(path, "rb")
 
 
-def test_mode_bits_follow_the_key_permissions(ring):
+def test_mode_bits_show_the_callers_own_rights_then_group_and_other(ring):
+    """The user bits are what the caller may do, possession included (a new key's owner byte
+    has VIEW only, but its possessor may read and write it: rw-); group and other bits are the
+    key's own."""
     path = os.path.join(ring, "user:modes")
     write_key(path, b"x")
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0  # 0x3f010000: the owner byte has VIEW only
-    os.setxattr(path, "user.keyctl.perm", b"0x3f070000")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # 0x3f010000, possessed
+    os.setxattr(path, "user.keyctl.perm", b"0x29070000")  # possessor: VIEW SEARCH SETATTR; owner: VIEW READ WRITE
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     os.setxattr(path, "user.keyctl.perm", b"0x3f010302")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    os.setxattr(path, "user.keyctl.perm", b"0x01010302")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o044
-    os.setxattr(ring, "user.keyctl.perm", b"0x3f0b0000")
+    os.setxattr(ring, "user.keyctl.perm", b"0x0b0b0000")
     assert stat.S_IMODE(os.stat(ring).st_mode) == 0o500
-    assert os.getxattr(ring, "user.keyctl.perm") == b"3f0b0000"
+    assert os.getxattr(ring, "user.keyctl.perm") == b"0b0b0000"
+    nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+                             "import os, stat, sys; print(oct(stat.S_IMODE(os.stat(sys.argv[1]).st_mode)))",
+                             os.path.join(ring, "..", "..", "keys", str(serial(path)))], capture_output=True, text=True)
+    assert nobody.stdout.strip() in ("0o44", ""), nobody.stderr  # other's rights: r, as the other bits
 
 
 def test_chmod_is_refused(ring):

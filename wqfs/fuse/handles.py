@@ -38,8 +38,10 @@ class KeyFile:
         return len(data)
 
     def commit(self, kernel: Kernel) -> None:
-        """add_key for a new file; instantiate for a key under construction; update otherwise."""
-        if not self.dirty:
+        """add_key for a new file; instantiate for a key under construction; update otherwise.
+        A new file nothing was written to is an add_key of an empty payload too: the core's
+        EINVAL for it is what close() (touch's, at least) reports, and no key is made."""
+        if not self.dirty and self.serial is not None:
             return
         payload = bytes(self.buffer or b"")
         self.dirty = False

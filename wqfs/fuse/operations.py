@@ -169,17 +169,21 @@ class WqfsOperations(pyfuse3.Operations):
         attr.st_gid = 0
         return attr
 
-    def _key_attr(self, key: Key) -> pyfuse3.EntryAttributes:
+    def _key_attr(self, cred: Cred, key: Key) -> pyfuse3.EntryAttributes:
+        """The key as a file for cred. The mode's user bits are cred's own rights (its class's
+        and, if it possesses the key, the possessor's: what `ls -l` should tell the caller); the
+        group and other bits are the key's group and other bytes."""
         perm = key.perm
+        own = self.kernel.rights(cred, key)
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = names.KEY_BASE + key.serial
         if key.is_keyring:  # a keyring's size is what a read of it gives: a serial per member
-            attr.st_mode = (stat.S_IFDIR | _DIR_MODE[(perm >> 16) & 0xFF] << 6
+            attr.st_mode = (stat.S_IFDIR | _DIR_MODE[own] << 6
                             | _DIR_MODE[(perm >> 8) & 0xFF] << 3 | _DIR_MODE[perm & 0xFF])
             attr.st_size = size = 4 * key.nr_members
             attr.st_nlink = 2 + key.nr_subrings
         else:
-            attr.st_mode = (stat.S_IFREG | _FILE_MODE[(perm >> 16) & 0xFF] << 6
+            attr.st_mode = (stat.S_IFREG | _FILE_MODE[own] << 6
                             | _FILE_MODE[(perm >> 8) & 0xFF] << 3 | _FILE_MODE[perm & 0xFF])
             attr.st_size = size = key.payload_size
             attr.st_nlink = key.nr_links
@@ -227,11 +231,11 @@ class WqfsOperations(pyfuse3.Operations):
             if value.cred.uid != cred.uid:  # a file being created is its creator's alone
                 raise pyfuse3.FUSEError(errno.ENOENT)
             if value.serial is not None:
-                return self._key_attr(_check_view(self.kernel, cred, self._key(names.key_inode(value.serial))))
+                return self._key_attr(cred, _check_view(self.kernel, cred, self._key(names.key_inode(value.serial))))
             attr = self._base_attr(inode, stat.S_IFREG | 0o600, len(value.buffer or b""), 1)
             attr.st_uid, attr.st_gid = value.cred.uid, value.cred.gid
             return attr
-        return self._key_attr(_check_view(self.kernel, cred, self._key(inode)))
+        return self._key_attr(cred, _check_view(self.kernel, cred, self._key(inode)))
 
     def _static_attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
         if inode in (names.KEYS, names.EVENTS):
@@ -369,7 +373,7 @@ class WqfsOperations(pyfuse3.Operations):
             return self._attr(pending, cred)
         # No VIEW on ring itself is asked (keyctl_search needs none); reaching ring by a path
         # already took it, as ring's own lookup.
-        return self._key_attr(self._visible_member(ring, name, cred))
+        return self._key_attr(cred, self._visible_member(ring, name, cred))
 
     def _events_inode(self, name: bytes) -> int:
         inode = self._events_inodes.get(name)
@@ -432,7 +436,7 @@ class WqfsOperations(pyfuse3.Operations):
                 handle.entries.append((entry.encode(), self._attr(child, cred)))
         elif inode == names.KEYS:
             for key in self.kernel.visible_keys(cred):
-                handle.entries.append((str(key.serial).encode(), self._key_attr(key)))
+                handle.entries.append((str(key.serial).encode(), self._key_attr(cred, key)))
         elif inode == names.EVENTS:
             pass
         else:
@@ -443,7 +447,7 @@ class WqfsOperations(pyfuse3.Operations):
             self.kernel.check_read(cred, ring.serial)
             for member in self.kernel.keyring_members(ring):
                 if _may_view(self.kernel, cred, member):
-                    handle.entries.append((names.entry_name(member), self._key_attr(member)))
+                    handle.entries.append((names.entry_name(member), self._key_attr(cred, member)))
                 else:
                     handle.entries.append((str(member.serial).encode(), self._hidden_attr(member)))
             for pending_inode, value in self._own_pendings(ring, cred):
@@ -472,7 +476,7 @@ class WqfsOperations(pyfuse3.Operations):
             raise KernelError(errno.EINVAL, "mkdir makes keyrings: name it keyring:NAME")
         cred = self._cred(ctx)
         serial = self.kernel.add_key(cred, "keyring", description, b"", ring.serial)
-        return self._key_attr(self._key(names.key_inode(serial)))
+        return self._key_attr(cred, self._key(names.key_inode(serial)))
 
     @handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -510,8 +514,9 @@ class WqfsOperations(pyfuse3.Operations):
         key = self._key(inode)
         if new_name not in (names.entry_name(key), str(key.serial).encode()):
             raise KernelError(errno.EINVAL, "a link keeps the key's name: ln KEY RING/")
-        self.kernel.link(self._cred(ctx), key.serial, ring.serial)
-        return self._key_attr(key)
+        cred = self._cred(ctx)
+        self.kernel.link(cred, key.serial, ring.serial)
+        return self._key_attr(cred, key)
 
     @handler
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,

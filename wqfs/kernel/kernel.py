@@ -97,6 +97,7 @@ class Kernel:
     lookup = process_keys.lookup_user_key
     possessed = process_keys.possessed
     permitted = process_keys.key_task_permission
+    rights = process_keys.key_task_rights
     session_keyring = process_keys.session_keyring
     user_keyrings = process_keys.look_up_user_keyrings
     visible_keys = proc.visible_keys

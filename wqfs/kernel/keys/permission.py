@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 def permitted(key: Key, cred: Cred, need: int, possessed: bool) -> bool:
     """key_task_permission: owner, else group, else other; the possessor byte on top."""
+    return bool(rights(key, cred, possessed) & need)
+
+
+def rights(key: Key, cred: Cred, possessed: bool) -> int:
+    """The KEY_VIEW..KEY_SETATTR bits key_task_permission grants cred."""
     perm = key.perm
     if key.uid == cred.uid:
         allowed = (perm >> 16) & 0xFF
@@ -25,7 +30,7 @@ def permitted(key: Key, cred: Cred, need: int, possessed: bool) -> bool:
         allowed = perm & 0xFF
     if possessed:
         allowed |= (perm >> 24) & 0xFF
-    return bool(allowed & need)
+    return allowed
 
 
 def check(key: Key, cred: Cred, need: int, possessed: bool) -> None:

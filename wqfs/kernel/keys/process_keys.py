@@ -190,6 +190,12 @@ def key_task_permission(k: Kernel, cred: Cred, key: Key, need: int) -> bool:
             or permission.permitted(key, cred, need, possessed(k, cred, key)))
 
 
+def key_task_rights(k: Kernel, cred: Cred, key: Key) -> int:
+    """Every permission bit cred has on key, possession counted: what the tree shows as the
+    caller's own rwx."""
+    return permission.rights(key, cred, possessed(k, cred, key))
+
+
 def lookup_user_key(k: Kernel, cred: Cred, key_id: int, need: int = 0, create: bool = False,
                     partial: bool = False, defer: bool = False) -> tuple[Key, bool]:
     """lookup_user_key: resolve, check state, then permission. Returns (key, possessed).
