@@ -279,8 +279,14 @@ class CallerTable:
         previous: Optional[Cred] = None
         if hit is not None:
             when, fd, known_uid, known_gid, previous = hit
-            if now - when < _TTL and known_uid == uid and known_gid == gid and _same_task(fd):
-                return previous
+            if now - when < _TTL and known_uid == uid and known_gid == gid:
+                try:  # _same_task(fd), inline: this is every request's
+                    signal.pidfd_send_signal(fd, 0)
+                    return previous
+                except ProcessLookupError:
+                    pass
+                except OSError:  # EPERM: it exists, and is not ours to signal
+                    return previous
             self._forget_cred(tid)
         try:  # first: the task it names is then the one whose /proc is read below
             fd: Optional[int] = os.pidfd_open(tid, _PIDFD_THREAD)

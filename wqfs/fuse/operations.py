@@ -314,7 +314,13 @@ class WqfsOperations(pyfuse3.Operations):
             if key is None or not _may_view(self.kernel, cred, key):
                 raise KernelError(errno.EACCES, f"keyring {ring.serial}: no SEARCH to look {name!r} up") from None
             return key
-        return _check_view(self.kernel, cred, self._member(ring, name))
+        try:  # not a serial (above): TYPE:DESCRIPTION, or nothing this keyring can hold
+            key = self.kernel.find_member(ring, names.parse_entry(name))
+        except KernelError:
+            key = None
+        if key is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return _check_view(self.kernel, cred, key)
 
     def _own_pendings(self, ring: Key, cred: Cred) -> Iterator[tuple[int, KeyFile]]:
         """(inode, file) of the caller's own files being created in ring. Until its close
@@ -362,7 +368,8 @@ class WqfsOperations(pyfuse3.Operations):
             serial = names.parse_serial(name)
             if serial is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
-            return self._attr(names.key_inode(self._key(names.key_inode(serial)).serial), cred)
+            key = self._key(names.key_inode(serial))
+            return self._key_attr(cred, _check_view(self.kernel, cred, key))  # what _attr does for a key
         if parent_inode == names.EVENTS:
             inode = self._events_inode(name)
             self._events_lookups.setdefault(inode, [name, 0])[1] += 1
