@@ -7,6 +7,7 @@
 # make bench  runs scripts/bench: every benchmark scenario on this machine, next to its baselines,
 #             into docs/bench/ (results.md, latency.png) and README's Performance section (~3 min).
 # make bench-hostile  what 1000 blocked readers of one user cost the others (docs/bench/hostile.md).
+# make docs  regenerates the man page docs/wqfs.1 and docs/wqfs.bash's option tables from the CLI's parser.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +16,7 @@ BUILT  := pyproject.toml setup.py wqfs/fuse/_requestlog.c
 STAMP  := $(VENV)/.installed-$(shell cat $(BUILT) | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-$(shell cat $(BUILT) | cksum | cut -d' ' -f1)
 
-.PHONY: all setup run test clean conformance bench bench-hostile
+.PHONY: all setup run test clean conformance bench bench-hostile docs
 
 all: test
 
@@ -50,6 +51,9 @@ bench: $(BENCH_STAMP)
 
 bench-hostile: $(STAMP)
 	$(BIN)/python scripts/bench-hostile --out docs/bench/hostile.md
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen-docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info wqfs/fuse/*.so

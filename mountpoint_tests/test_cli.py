@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from helpers import (GC_DELAY, ROOT, WAIT, Daemon, read_line, serial, stopped_after, wait_blocked_in_read,
-                     write_key)
+from helpers import GC_DELAY, NOBODY, ROOT, WAIT, Daemon, read_line, run_argv, serial, stopped_after, write_key
 
 from wqfs.mounts import force_unmount, is_mounted
 
@@ -114,21 +113,29 @@ def test_decode_bad_input_is_one_line_and_status_1(data, message):
 
 # ------------------------------------------------------------------- watch
 
-def _watch(mnt, procs, *args):
+def _watch(mnt, procs, *args, established: bool = True):
+    """`wqfs watch --mount mnt ARGS`, returned once it says "Watches established." (inotifywait's
+    line, on stderr), so that nothing the test does next can come before its watches."""
     proc = subprocess.Popen([sys.executable, "-m", "wqfs", "watch", "--mount", mnt, *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     procs.append(proc)
-    wait_blocked_in_read(proc.pid)
+    if established:
+        assert read_line(proc.stderr) == "Watches established.\n"
     return proc
 
 
 def _interrupt(proc):
+    """Ctrl-C: killed by SIGINT, as keyctl watch is (the shell's $? is 130)."""
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=5) == 0
+    assert proc.wait(timeout=5) == -signal.SIGINT
     assert b"Traceback" not in proc.stderr.read()
 
 
-def test_watch_prints_lines_and_exits_0_on_ctrl_c(mnt, ring, procs):
+def _lines(proc, n):
+    return [read_line(proc.stdout) for _ in range(n)]
+
+
+def test_watch_prints_lines_and_dies_of_sigint_on_ctrl_c(mnt, ring, procs):
     r = serial(ring)
     proc = _watch(mnt, procs, str(r))
     path = os.path.join(ring, "user:w")
@@ -151,35 +158,500 @@ def test_watch_several_keys_with_a_filter_and_gc_lines(mnt, ring, procs):
     assert read_line(proc.stdout) == f"{k} upd\n"
     assert read_line(proc.stdout) == f"{r} unlk {k}\n"
     assert read_line(proc.stdout) == f"{k} gc\n"             # removal records pass any filter
+    assert proc.poll() is None                              # r is still there: it goes on
     _interrupt(proc)
 
 
 def test_watch_json(mnt, ring, procs):
     r = serial(ring)
     proc = _watch(mnt, procs, "--json", str(r))
+    before = time.time()
     os.setxattr(ring, "user.keyctl.perm", b"0x3f3f0000")
-    assert json.loads(read_line(proc.stdout)) == {"kind": "key", "subtype": 7, "event": "setattr",
-                                                  "key": r, "aux": 0, "tag": 1}
+    line = json.loads(read_line(proc.stdout))
+    assert before - 1 < line.pop("time") < time.time() + 1
+    assert line == {"kind": "key", "subtype": 7, "event": "setattr", "key": r, "aux": 0, "tag": 1}
     _interrupt(proc)
 
 
-def test_watch_of_a_missing_key_fails_with_one_line(mnt):
-    result = wqfs("watch", "--mount", mnt, "2")
-    assert result.returncode == 1
-    assert one_line(result.stderr) == "wqfs: cannot watch 2: Required key not available\n"
+def _keyctl_watch(mnt, procs, key):
+    """keyutils' own `keyctl watch KEY` under `wqfs run`, once it waits in poll() for records."""
+    proc = subprocess.Popen(run_argv(mnt, "keyctl", "watch", key), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.append(proc)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for child in _descendants(proc.pid):
+            try:
+                with open(f"/proc/{child}/comm") as f, open(f"/proc/{child}/syscall") as g:
+                    if f.read().strip() == "keyctl" and g.read().split()[:1] == ["7"]:
+                        return proc
+            except OSError:
+                pass
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)
+    raise AssertionError("keyctl watch never waited in poll")
+
+
+def _wait_in_poll(pid):
+    """Until the process waits in poll(): its watches are set."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/syscall") as f:
+            if f.read().split()[:1] == ["7"]:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"{pid} never waited in poll")
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            children = []
+        found += children
+        todo += children
+    return found
+
+
+def test_watch_ends_as_keyctl_watch_does_when_the_key_is_destroyed(mnt, make_ring, procs):
+    """Side by side with keyutils' keyctl watch: the same lines, then `gc` and exit 0."""
+    ring = make_ring()
+    r = serial(ring)
+    ours, theirs = _watch(mnt, procs, str(r)), _keyctl_watch(mnt, procs, str(r))
+    write_key(os.path.join(ring, "user:k"), b"v")
+    k = serial(os.path.join(ring, "user:k"))
+    os.rmdir(ring)  # its last link: the collector destroys it, and the watch's removal record comes
+    assert ours.wait(timeout=WAIT) == 0 and theirs.wait(timeout=WAIT) == 0
+    expected = f"{r} link {k}\n{r} gc\n".encode()
+    assert ours.stdout.read() == expected == theirs.stdout.read()
+    assert ours.stderr.read() == b""
+
+
+def test_ctrl_c_ends_wqfs_watch_and_keyctl_watch_alike(mnt, ring, procs):
+    theirs = _keyctl_watch(mnt, procs, str(serial(ring)))
+    ours = _watch(mnt, procs, str(serial(ring)))
+    for proc in (theirs, ours):
+        for pid in [proc.pid, *_descendants(proc.pid)]:  # Ctrl-C signals the whole foreground group
+            os.kill(pid, signal.SIGINT)
+    assert theirs.wait(timeout=5) == 130              # wqfs run: 128 + the signal that killed keyctl
+    assert ours.wait(timeout=5) == -signal.SIGINT      # killed by it: the shell shows 130 too
+
+
+def test_quiet_says_nothing_on_stderr(mnt, ring, procs):
+    proc = _watch(mnt, procs, "-q", "-c", "1", str(serial(ring)), established=False)
+    _wait_in_poll(proc.pid)
+    os.mkdir(os.path.join(ring, "keyring:q"))
+    assert proc.wait(timeout=WAIT) == 0
+    assert proc.stderr.read() == b"" and proc.stdout.read().decode().split()[1] == "link"
+
+
+def test_timeout_exits_2_after_that_long_without_an_event(mnt, ring, procs):
+    started = time.monotonic()
+    result = wqfs("watch", "--mount", mnt, "-t", "0.5", str(serial(ring)))
+    assert result.returncode == 2 and result.stdout == b""
+    assert time.monotonic() - started >= 0.5
+    assert result.stderr == b"Watches established.\n"
+    proc = _watch(mnt, procs, "-t", "1", str(serial(ring)))
+    for i in range(3):  # each event starts the timeout again, as inotifywait -m -t does
+        time.sleep(0.4)
+        write_key(os.path.join(ring, f"user:t{i}"), b"v")
+    assert len(_lines(proc, 3)) == 3 and proc.wait(timeout=WAIT) == 2
+
+
+def test_watch_speaks_as_inotifywait_does(mnt, ring, tmp_path):
+    """inotify-tools' own inotifywait beside it: the same line once the watches are set, the
+    same status when -t passes without an event, nothing on stderr with -q."""
+    theirs = subprocess.run(["inotifywait", "-m", "-t", "1", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    ours = wqfs("watch", "--mount", mnt, "-t", "1", str(serial(ring)))
+    assert theirs.returncode == ours.returncode == 2
+    assert theirs.stderr.splitlines()[-1] == ours.stderr.decode().strip() == "Watches established."
+    theirs = subprocess.run(["inotifywait", "-q", "-t", "1", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    ours = wqfs("watch", "--mount", mnt, "-q", "-t", "1", str(serial(ring)))
+    assert (theirs.returncode, theirs.stderr) == (ours.returncode, ours.stderr.decode()) == (2, "")
+
+
+def test_with_timeout_or_count_the_key_gone_is_exit_1(mnt, make_ring, procs):
+    """inotifywait's 1: the target went (after keyctl's gc line)."""
+    for option in (["-t", "30"], ["-c", "5"]):
+        ring = make_ring()
+        r = serial(ring)
+        proc = _watch(mnt, procs, *option, str(r))
+        os.rmdir(ring)
+        assert proc.wait(timeout=WAIT) == 1
+        assert proc.stdout.read() == f"{r} gc\n".encode()
+
+
+def test_count_stops_after_n_events(mnt, ring, procs):
+    r = serial(ring)
+    proc = _watch(mnt, procs, "-c", "2", str(r))
+    for name in ("a", "b", "c"):
+        write_key(os.path.join(ring, f"user:{name}"), b"v")
+    assert proc.wait(timeout=WAIT) == 0
+    lines = proc.stdout.read().decode().splitlines()
+    assert [line.split()[:2] for line in lines] == [[str(r), "link"]] * 2
+
+
+def test_names_beside_serials_and_a_key_that_may_not_be_viewed(mnt, ring, make_ring, procs):
+    other = make_ring()
+    hidden = os.path.join(other, "user:hidden")
+    write_key(hidden, b"v")
+    h = serial(hidden)
+    os.setxattr(hidden, "user.keyctl.perm", b"10101010")   # LINK alone: linkable, not viewable
+    r = serial(ring)
+    name = os.path.basename(ring)
+    proc = _watch(mnt, procs, "--names", str(r))
+    os.mkdir(os.path.join(ring, "keyring:x%2Fy"))         # the description is x/y
+    x = serial(os.path.join(ring, "keyring:x%2Fy"))
+    os.setxattr(ring, "user.keyctl.link", str(h).encode())
+    assert read_line(proc.stdout) == f"{r} ({name}) link {x} (keyring:x%2Fy)\n"
+    assert read_line(proc.stdout) == f"{r} ({name}) link {h}\n"   # its serial alone
+    os.rmdir(os.path.join(ring, "keyring:x%2Fy"))          # gone by the time it is read: the name it had
+    assert read_line(proc.stdout) == f"{r} ({name}) unlk {x} (keyring:x%2Fy)\n"
+    _interrupt(proc)
+
+
+def test_format_timefmt_and_csv(mnt, ring, procs):
+    r = serial(ring)
+    proc = _watch(mnt, procs, "--format", "%T|%i|%e|%a|%g|%k|%d|%n|%K|%D|%N|%%", "--timefmt", "%Y", str(r))
+    os.mkdir(os.path.join(ring, "keyring:f"))
+    f = serial(os.path.join(ring, "keyring:f"))
+    desc = os.path.basename(ring).split(":", 1)[1]
+    year = time.strftime("%Y")
+    assert read_line(proc.stdout) == f"{year}|{r}|link|{f}|1|keyring|{desc}|keyring:{desc}|keyring|f|keyring:f|%\n"
+    os.setxattr(ring, "user.keyctl.perm", b"3f3f0000")
+    assert read_line(proc.stdout) == f"{year}|{r}|attr||1|keyring|{desc}|keyring:{desc}||||%\n"
+    _interrupt(proc)
+    proc = _watch(mnt, procs, "--csv", "--names", str(r))
+    write_key(os.path.join(ring, 'user:a,"b'), b"v")
+    k = serial(os.path.join(ring, 'user:a,"b'))
+    assert read_line(proc.stdout) == f'{r},link,{k},1,keyring,{desc},user,"a,""b"\n'
+    _interrupt(proc)
+
+
+def test_json_keeps_every_field(mnt, ring, procs):
+    r = serial(ring)
+    proc = _watch(mnt, procs, "--json", "--names", "--timefmt", "%Y", str(r))
+    write_key(os.path.join(ring, "user:j"), b"v")
+    line = json.loads(read_line(proc.stdout))
+    line.pop("time")
+    desc = os.path.basename(ring).split(":", 1)[1]
+    assert line == {"kind": "key", "subtype": 2, "event": "linked", "key": r, "tag": 1,
+                    "aux": serial(os.path.join(ring, "user:j")), "time_text": time.strftime("%Y"),
+                    "type": "keyring", "description": desc, "aux_type": "user", "aux_description": "j"}
+    _interrupt(proc)
+
+
+def test_event_and_description_filters(mnt, ring, procs):
+    r = serial(ring)
+    proc = _watch(mnt, procs, "-e", "link", "--include", "user:keep*", "--exclude", "*-not", str(r))
+    serials = {}
+    for name in ("drop", "keep-not", "keep1"):
+        write_key(os.path.join(ring, f"user:{name}"), b"v")
+        serials[name] = serial(os.path.join(ring, f"user:{name}"))
+    os.unlink(os.path.join(ring, "user:keep1"))            # unlk: not an event asked for
+    os.mkdir(os.path.join(ring, "keyring:keep2"))          # keyring:keep2 is no user:keep*
+    write_key(os.path.join(ring, "user:keep3"), b"v")
+    assert _lines(proc, 2) == [f"{r} link {serials['keep1']}\n",
+                               f"{r} link {serial(os.path.join(ring, 'user:keep3'))}\n"]
+    _interrupt(proc)
+
+
+def test_recursive_follows_the_keyring_tree(mnt, ring, make_ring, procs):
+    """-r: what is below at the start, a keyring linked later, what was in that one before its
+    watch (listed after the watch landed), and unwatching what is unlinked from the tree."""
+    below = os.path.join(ring, "keyring:below")
+    os.mkdir(below)
+    deeper = os.path.join(below, "keyring:deeper")
+    os.mkdir(deeper)
+    elsewhere = make_ring()                                 # built outside, then linked in whole
+    inner = os.path.join(elsewhere, "keyring:inner")
+    os.mkdir(inner)
+    r, d, e, i = serial(ring), serial(deeper), serial(elsewhere), serial(inner)
+    proc = _watch(mnt, procs, "-r", str(r))
+    write_key(os.path.join(deeper, "user:k1"), b"v")        # two levels down, there at the start
+    assert read_line(proc.stdout) == f"{d} link {serial(os.path.join(deeper, 'user:k1'))}\n"
+    os.setxattr(ring, "user.keyctl.link", str(e).encode())  # a keyring linked later
+    assert read_line(proc.stdout) == f"{r} link {e}\n"
+    write_key(os.path.join(inner, "user:k2"), b"v")         # in it before its watch: found by listing
+    assert read_line(proc.stdout) == f"{i} link {serial(os.path.join(inner, 'user:k2'))}\n"
+    os.setxattr(ring, "user.keyctl.unlink", str(e).encode())  # out of the tree: e and i unwatched
+    assert read_line(proc.stdout) == f"{r} unlk {e}\n"
+    write_key(os.path.join(inner, "user:k3"), b"v")         # not shown any more
+    write_key(os.path.join(ring, "user:k4"), b"v")          # the next line is this one's
+    assert read_line(proc.stdout) == f"{r} link {serial(os.path.join(ring, 'user:k4'))}\n"
+    _interrupt(proc)
+    assert proc.stdout.read() == b""                        # no gc lines for our own unwatches
+
+
+def test_recursive_keeps_a_keyring_linked_twice_until_its_last_link_goes(mnt, ring, procs):
+    a, b = os.path.join(ring, "keyring:a"), os.path.join(ring, "keyring:b")
+    os.mkdir(a)
+    os.mkdir(b)
+    shared = os.path.join(a, "keyring:shared")
+    os.mkdir(shared)
+    s_ = serial(shared)
+    os.setxattr(b, "user.keyctl.link", str(s_).encode())
+    proc = _watch(mnt, procs, "-r", "-e", "link", str(serial(ring)))
+    os.setxattr(a, "user.keyctl.unlink", str(s_).encode())  # still in b: still watched
+    write_key(os.path.join(b, "keyring:shared", "user:x"), b"v")
+    assert read_line(proc.stdout) == f"{s_} link {serial(os.path.join(b, 'keyring:shared', 'user:x'))}\n"
+    _interrupt(proc)
+
+
+def test_watch_errors_name_the_key(mnt, ring):
+    path = os.path.join(ring, "user:revoked")
+    write_key(path, b"v")
+    revoked = serial(path)
+    os.setxattr(path, "user.keyctl.revoke", b"")
+    cases = [
+        (["2"], "wqfs: cannot watch 2: no such key (ENOKEY)\n"),
+        ([str(revoked)], f"wqfs: cannot watch {revoked}: the key is revoked (EKEYREVOKED)\n"),
+        ([f"@s/{os.path.basename(ring)}/user:nosuch"],
+         f"wqfs: cannot watch @s/{os.path.basename(ring)}/user:nosuch: no such key in the tree (ENOENT)\n"),
+        (["@s/user:%zz"], "wqfs: cannot watch @s/user:%zz: a bad %XX escape in a name: only %25 (%) and %2F (/) "
+                          "are escapes (ENOENT)\n"),
+        ([os.path.join(mnt, "events")], f"wqfs: cannot watch {mnt}/events: not a key (it has no "
+                                        "user.keyctl.serial) (ENODATA)\n"),
+    ]
+    for argv, message in cases:
+        result = wqfs("watch", "--mount", mnt, *argv)
+        assert (result.returncode, one_line(result.stderr)) == (1, message)
+    result = wqfs("watch", "--mount", mnt, "@s", "2")      # the second KEY is the one at fault
+    assert one_line(result.stderr) == "wqfs: cannot watch 2: no such key (ENOKEY)\n"
+
+
+def test_a_key_nobody_may_not_view_is_named_in_its_error(own_daemon):
+    ring = os.path.join(own_daemon.path, "@u", "keyring:roots")
+    os.mkdir(ring)
+    r = serial(ring)
+    result = subprocess.run(NOBODY + [sys.executable, "-m", "wqfs", "watch", "--mount", own_daemon.path, str(r)],
+                            capture_output=True, timeout=30, cwd="/", env={**os.environ, "PYTHONPATH": ROOT})
+    assert (result.returncode, result.stderr.decode()) == \
+        (1, f"wqfs: cannot watch {r}: no VIEW permission on that key (EACCES)\n")
+
+
+def test_key_paths_in_the_tree_and_the_mount_they_are_in(mnt, ring, procs):
+    r = serial(ring)
+    relative = f"@s/{os.path.basename(ring)}"
+    for argv in (["--mount", mnt, relative], ["--mount", mnt, relative + "/"], [ring]):  # no --mount: ring's
+        proc = subprocess.Popen([sys.executable, "-m", "wqfs", "watch", "-c", "1", *argv], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(proc)
+        assert read_line(proc.stderr) == "Watches established.\n"
+        os.setxattr(ring, "user.keyctl.perm", b"3f3f0000")
+        assert proc.wait(timeout=WAIT) == 0 and proc.stdout.read() == f"{r} attr\n".encode()
+    with tempfile.TemporaryDirectory() as other:
+        result = wqfs("watch", "--mount", other, ring)
+        assert one_line(result.stderr) == f"wqfs: cannot watch {ring}: it is in the wqfs mount at {mnt}, " \
+                                          f"not in --mount {other}\n"
+        result = wqfs("watch", os.path.join(other, "x"))
+        assert one_line(result.stderr) == f"wqfs: cannot watch {other}/x: it is not in a wqfs mount\n"
 
 
 def test_watch_without_a_mount_fails_with_one_line():
     with tempfile.TemporaryDirectory() as empty:
         result = wqfs("watch", "--mount", empty, "@s")
-    assert result.returncode == 1
-    assert one_line(result.stderr).startswith("wqfs: no wqfs mount at ")
+        assert result.returncode == 1
+        assert one_line(result.stderr) == f"wqfs: no wqfs mount at {empty} (start one with: wqfs mount {empty})\n"
+        result = wqfs("watch", "--mount", os.path.join(empty, "missing"), "@s")
+        assert one_line(result.stderr).startswith(f"wqfs: no wqfs mount at {empty}/missing: it does not exist")
 
 
-def test_watch_with_a_bad_filter_letter(mnt):
-    result = wqfs("watch", "--mount", mnt, "-f", "z", "@s")
-    assert result.returncode == 1
-    assert "unknown filter letter" in one_line(result.stderr)
+def test_watch_on_a_directory_with_files_does_not_suggest_mounting_there(tmp_path):
+    """`wqfs mount` would refuse it (it would hide the files): say what it is instead."""
+    (tmp_path / "file").write_text("x")
+    for where in (str(tmp_path), "/tmp", "/proc"):
+        result = wqfs("watch", "--mount", where, "@s")
+        message = one_line(result.stderr)
+        assert result.returncode == 1 and message.startswith(f"wqfs: no wqfs mount at {where}: "), message
+        assert "start one" not in message and f"wqfs mount {where}" not in message, message
+
+
+def test_watch_with_a_path_inside_a_mount_as_mount(mnt):
+    result = wqfs("watch", "--mount", os.path.join(mnt, "keys"), "@s")
+    assert one_line(result.stderr) == (f"wqfs: no wqfs mount at {mnt}/keys: it is inside the wqfs mount at "
+                                       f"{mnt}; --mount takes the mountpoint ({mnt})\n")
+
+
+@pytest.mark.parametrize("argv,says", [
+    (("-f", "z", "@s"), "argument -f/--filter: unknown filter letter 'z'; use any of iplncrvs"),
+    (("-e", "linked,nope", "@s"), "argument -e/--event: unknown event 'nope'"),
+    (("--format", "%z", "@s"), "argument --format: unknown field %z"),
+    (("--format", "%i", "--csv", "@s"), "argument --csv: not allowed with argument --format"),
+    (("-c", "0", "@s"), "argument -c/--count: 0: count at least 1 event"),
+    (("-t", "-1", "@s"), "argument -t/--timeout"),
+    (("nosuch",), "argument KEY: 'nosuch' is no key"),
+    (("0",), "argument KEY: '0' is no key"),
+])
+def test_watch_usage_errors_name_the_option(argv, says):
+    result = wqfs("watch", *argv)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and lines[0].startswith("usage: wqfs watch") and says in lines[-1], lines
+
+
+# ------------------------------------------------- queue command errors (the client's messages)
+
+def test_client_errors_keep_the_errno_and_say_what_it_means(mnt, ring):
+    import errno
+    from wqfs.client import Queue
+    with Queue(mnt, size=8, nonblock=True) as q:
+        with pytest.raises(OSError) as unwatched:
+            q.unwatch(serial(ring))
+        assert unwatched.value.errno == errno.EBADSLT
+        assert str(unwatched.value) == f"[Errno {errno.EBADSLT}] unwatch {serial(ring)}: this queue does not " \
+                                       "watch that key (EBADSLT)"
+        with pytest.raises(OSError) as again:
+            q.set_size(9)
+        assert again.value.errno == errno.EBUSY and "sized once" in str(again.value)
+        with pytest.raises(OSError) as tag:
+            q.watch(serial(ring), 256)
+        assert tag.value.errno == errno.EINVAL and "a tag is 0..255" in str(tag.value)
+        q.watch(serial(ring), 1)
+        with pytest.raises(OSError) as busy:
+            q.watch(serial(ring), 2)
+        assert busy.value.errno == errno.EBUSY and "watches that key already" in str(busy.value)
+        noview = os.path.join(ring, "user:noview")
+        write_key(noview, b"v")
+        k = serial(noview)
+        os.setxattr(noview, "user.keyctl.perm", b"10101010")
+        with pytest.raises(PermissionError) as hidden:  # the errno picks the subclass, as before
+            q.watch(k, 3)
+        assert hidden.value.errno == errno.EACCES and "no VIEW permission" in str(hidden.value)
+        with pytest.raises(OSError) as nokey:
+            q.watch(2, 1)
+    assert nokey.value.errno == errno.ENOKEY and str(nokey.value).endswith("watch 2 1: no such key (ENOKEY)")
+
+
+def test_bash_writes_to_the_queue_get_the_errnos_the_readme_lists(mnt, ring):
+    """What a shell user sees: strerror only; the README's table says what each one means."""
+    script = (f"exec 3<>'{mnt}/watch_queue'; echo size 8 >&3; echo size 8 >&3; echo unwatch {serial(ring)} >&3; "
+              f"echo watch {serial(ring)} 300 >&3; echo bogus >&3; echo watch 2 1 >&3")
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    errors = [line.rsplit(": ", 1)[1] for line in result.stderr.splitlines()]
+    assert errors == ["Device or resource busy", "Invalid slot", "Invalid argument", "Invalid argument",
+                      "Required key not available"], result.stderr
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    for name in ("EBUSY", "EBADSLT", "EINVAL", "ENOKEY", "EACCES", "EAGAIN", "EMSGSIZE", "EPERM", "ENOTCONN"):
+        assert f"| {name} |" in readme, name
+
+
+# --------------------------------------------- the man page and the completion, from the parser
+
+def test_the_man_page_and_the_completion_are_the_parsers():
+    """docs/wqfs.1 and docs/wqfs.bash's tables are what scripts/gen-docs makes of build_parser()."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen-docs"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_man_page_renders_without_warnings_and_has_every_option():
+    page = os.path.join(ROOT, "docs", "wqfs.1")
+    result = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", page], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    text = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", page], capture_output=True, text=True).stdout
+    from wqfs.cli import build_parser
+    for name, sub in build_parser().commands.items():
+        assert f"wqfs {name}" in text
+        for action in sub._actions:
+            for option in action.option_strings:
+                if action.help != "==SUPPRESS==":
+                    assert option in text, option
+    assert "Watches established." in text and "%T" in text
+
+
+def test_the_wheel_installs_the_man_page_and_the_completion(tmp_path):
+    """pyproject's data files: share/man/man1/wqfs.1 and the completion, in the wheel pip builds
+    (from a copy of the tree, so that the build leaves nothing in it)."""
+    import shutil
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                                ".pytest_cache", "*.so"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600,
+                            cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    import zipfile
+    (wheel,) = tmp_path.glob("wqfs-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for inside, source in (("share/man/man1/wqfs.1", "docs/wqfs.1"),
+                               ("share/bash-completion/completions/wqfs.bash", "docs/wqfs.bash")):
+            data = archive.read(f"wqfs-0.1.0.data/data/{inside}")
+            with open(os.path.join(ROOT, source), "rb") as f:
+                assert data == f.read(), inside
+
+
+def _complete(line: str, words: list[str], env: dict | None = None) -> list[str]:
+    """_wqfs run by bash itself, as bash calls it for `line<TAB>`: COMP_WORDS split as bash splits
+    them (at the break characters of COMP_WORDBREAKS, ':' and '@' among them), COMP_LINE whole."""
+    script = ('source "$1"; shift; COMP_LINE=$1; COMP_POINT=${#COMP_LINE}; shift; COMP_WORDS=("$@"); '
+              'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _wqfs; printf "%s\\n" "${COMPREPLY[@]}"')
+    result = subprocess.run(["bash", "--norc", "-c", script, "bash", os.path.join(ROOT, "docs", "wqfs.bash"),
+                             line, *words], capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return [reply for reply in result.stdout.split("\n")[:-1] if reply]
+
+
+def test_completion_of_commands_options_and_values():
+    assert _complete("wqfs wa", ["wqfs", "wa"]) == ["watch"]
+    assert sorted(_complete("wqfs watch --ti", ["wqfs", "watch", "--ti"])) == ["--timefmt", "--timeout"]
+    assert _complete("wqfs decode --style w", ["wqfs", "decode", "--style", "w"]) == ["watch_test"]
+    assert _complete("wqfs watch -e link,u", ["wqfs", "watch", "-e", "link,u"]) == ["link,upd", "link,unlk"]
+    assert _complete("wqfs run -- keyct", ["wqfs", "run", "--", "keyct"]) == ["keyctl"]
+    assert _complete("wqfs watch @", ["wqfs", "watch", "@"]) == ["t/", "p/", "s/", "u/", "us/", "persistent/"]
+    assert _complete("wqfs decode --style=j", ["wqfs", "decode", "--style", "=", "j"]) == ["json"]
+
+
+def test_completion_of_keys_in_the_tree_cuts_at_the_colon(mnt, ring):
+    name = os.path.basename(ring)                  # keyring:t-...
+    write_key(os.path.join(ring, "user:pass word"), b"v")
+    write_key(os.path.join(ring, "user:other"), b"v")
+    os.mkdir(os.path.join(ring, "keyring:sub"))
+    ring_desc = name.split(":", 1)[1]
+    # @s/keyring:t-<TAB>: bash replaces what follows the ':' only
+    line = f"wqfs watch --mount {mnt} @s/{name[:12]}"
+    assert ring_desc.startswith(name[8:12])
+    replies = _complete(line, ["wqfs", "watch", "--mount", mnt, "@", f"s/{name[:7]}", ":", name[8:12]])
+    assert f"{ring_desc}/" in replies
+    line = f"wqfs watch --mount {mnt} @s/{name}/user:pa"
+    assert _complete(line, ["wqfs", "watch", "--mount", mnt, "@", f"s/keyring", ":", f"{ring_desc}/user", ":",
+                            "pa"]) == ["pass\\ word"]
+    line = f"wqfs watch --mount {mnt} @s/{name}/k"
+    assert _complete(line, ["wqfs", "watch", "--mount", mnt, "@", "s/keyring", ":", f"{ring_desc}/k"]) == \
+        [f"{ring_desc}/keyring:sub/"]
+    line = f"wqfs watch {ring}/user:o"                  # a path of the mount itself
+    assert _complete(line, ["wqfs", "watch", "@", f"s/keyring", ":", f"{ring_desc}/user", ":", "o"]) == ["other"]
+
+
+def test_completion_of_unmount_offers_the_wqfs_mounts(mnt):
+    assert mnt in _complete(f"wqfs unmount {mnt[:-3]}", ["wqfs", "unmount", mnt[:-3]])
+
+
+def test_completion_in_a_real_bash_at_a_real_tab(mnt, ring):
+    """Typed into an interactive bash on a terminal: TAB completes a name with its ':' in place."""
+    import pty
+    import select
+    write_key(os.path.join(ring, "user:password"), b"v")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    try:
+        os.write(fd, f"source {ROOT}/docs/wqfs.bash\n".encode())
+        os.write(fd, f"wqfs watch --mount {mnt} @s/{os.path.basename(ring)}/user:pa\t".encode())
+        seen, wanted = b"", f"@s/{os.path.basename(ring)}/user:password ".encode()
+        deadline = time.monotonic() + WAIT
+        while wanted not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                seen += os.read(fd, 4096)
+        assert wanted in seen, seen
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
 
 
 # ----------------------------------------------------------- mount, unmount

@@ -12,9 +12,9 @@ from typing import Optional, Sequence
 
 from . import __version__, records
 from .mounts import WQFS_TYPE, default_mountpoint, force_unmount, mount_path, mount_type
+from .watchcmd import reflow
 
 PROG = "wqfs"
-SUBTYPE_LETTERS = "iplncrvs"  # keyctl watch -f: inst, upd(p), link, unlk(n), clr, rev, inv, attr(s)
 
 
 class UsageError(Exception):
@@ -156,41 +156,12 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filter_from_letters(letters: str):
-    from .client import key_filter
-    subtypes = []
-    for letter in letters:
-        if letter not in SUBTYPE_LETTERS:
-            raise UsageError(f"unknown filter letter {letter!r}; use any of {SUBTYPE_LETTERS}")
-        subtypes.append(SUBTYPE_LETTERS.index(letter))
-    return key_filter(subtypes)
-
-
 def cmd_watch(args: argparse.Namespace) -> int:
-    from .client import Queue
-    mount = args.mount or default_mountpoint()
-    if not os.path.exists(os.path.join(mount, "watch_queue")):
-        raise UsageError(f"no wqfs mount at {mount} (start one with: wqfs mount {mount})")
-    fmt = records.format_json if args.json else records.format_keyctl
+    from . import watchcmd
     try:
-        with Queue(mount, size=args.size) as queue:
-            if args.filter:
-                queue.set_filter(_filter_from_letters(args.filter))
-            for tag, key in enumerate(args.keys, start=1):
-                try:
-                    queue.watch(key, tag)
-                except OSError as error:
-                    raise UsageError(f"cannot watch {key}: {os.strerror(error.errno)}") from None
-            for record in queue:
-                print(fmt(record), flush=True)
-            print("-- END --", flush=True)
-    except KeyboardInterrupt:
-        return 0
-    except OSError as error:
-        if error.errno == errno.EINTR:
-            return 0
-        raise UsageError(f"{mount}: {os.strerror(error.errno or 0)}") from None
-    return 0
+        return watchcmd.run(args)
+    except watchcmd.WatchError as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -257,12 +228,44 @@ def _notes(text: str) -> int:
     return value
 
 
+DESCRIPTION = """\
+wqfs emulates Linux's general notification queue (watch_queue) and the key subsystem's
+notifications in user space: a FUSE tree where keys are files and keyrings directories
+(MOUNT/keys, MOUNT/@s, ...), notification queue files (MOUNT/watch_queue, MOUNT/events/KEY),
+and `wqfs run`, which gives unmodified programs (keyctl watch, watch_test) the syscalls."""
+
+EPILOG = """\
+The default mountpoint is /run/wqfs for root, else $XDG_RUNTIME_DIR/wqfs, or ~/.wqfs without
+XDG_RUNTIME_DIR.
+
+Exit status: 0 on success; 1 when the command could not do its work (one line on stderr says
+why); 2 on bad usage (the command's usage and one line). `wqfs run` exits with the program's
+status (128+N when a signal N killed it); `wqfs watch` has its own (wqfs watch --help).
+
+See also: keyctl(1), keyrings(7), inotifywait(1), fusermount3(1)."""
+
+
+DESCRIPTION, EPILOG = reflow(DESCRIPTION), reflow(EPILOG)
+
+
+def _command(sub, name: str, summary: str, description: str, epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """A subcommand whose help, description and epilog are the man page's text as well."""
+    return sub.add_parser(name, help=summary, description=reflow(description),
+                          epilog=None if epilog is None else reflow(epilog),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Linux watch_queue and key notifications in user space.")
+    """The one source of the CLI: argparse, --help, scripts/gen-docs' man page and completion."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"wqfs {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    mount = sub.add_parser("mount", help="mount the keyring tree and notification queues")
+    mount = _command(sub, "mount", "mount the keyring tree and notification queues",
+                     "Mount the tree at MOUNTPOINT. It backgrounds once the mount is ready (like sshfs);\n"
+                     "-f stays in the foreground, and Ctrl-C there unmounts. A missing, busy or non-empty\n"
+                     "mountpoint, or a missing /dev/fuse, is one line on stderr and exit status 1.")
     mount.add_argument("mountpoint", nargs="?", help="default: $XDG_RUNTIME_DIR/wqfs, /run/wqfs for root")
     mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     mount.add_argument("--allow-other", action="store_true", help="let other users use the mount")
@@ -271,30 +274,41 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how long revoked and expired keys linger (kernel default 300)")
     mount.add_argument("--rcu-grace", type=_seconds, default=None, metavar="SECONDS",
                        help="one RCU grace period: a key's last link is put this long after its unlink, "
-                            "and the key freed as long after that (default 0.012, a distribution "
+                            "and the key freed as long after that (default 0.016, a distribution "
                             "kernel's; 0: at once)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)
 
-    unmount = sub.add_parser("unmount", help="unmount a wqfs mount")
-    unmount.add_argument("mountpoint")
+    unmount = _command(sub, "unmount", "unmount a wqfs mount",
+                       "Ask the daemon of MOUNTPOINT to stop: every blocked reader's read fails with\n"
+                       "ENOTCONN, the mount goes, and this returns once it is gone (10 s at most). Only\n"
+                       "the user who mounted, or root, may. A mount whose daemon died is unmounted lazily.")
+    unmount.add_argument("mountpoint", help="a wqfs mount")
     unmount.set_defaults(func=cmd_unmount)
 
-    watch = sub.add_parser("watch", help="print key notifications as they come")
-    watch.add_argument("keys", nargs="+", metavar="KEY", help="a serial or @t, @p, @s, @u, @us")
-    watch.add_argument("--mount", help="the wqfs mount (default: the default mountpoint)")
-    watch.add_argument("--filter", "-f", metavar="LETTERS",
-                       help=f"only these subtypes: {SUBTYPE_LETTERS} (inst upd link unlk clr rev inv attr)")
-    watch.add_argument("--json", action="store_true", help="JSON lines")
-    watch.add_argument("--size", type=_notes, default=256, help="queue size in notes (1..512)")
+    from . import watchcmd
+    watch = sub.add_parser("watch", help="print key notifications as they come",
+                           description="Print a line per notification of the KEYs, as keyctl watch does,\n"
+                                       "with inotifywait's options.",
+                           epilog=watchcmd.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    watchcmd.add_arguments(watch, _seconds, _notes)
     watch.set_defaults(func=cmd_watch)
 
-    decode = sub.add_parser("decode", help="decode binary records from stdin")
-    decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl")
+    decode = _command(sub, "decode", "decode binary records from stdin",
+                      "Read notification records from stdin (a wqfs queue, or a real kernel's notification\n"
+                      "pipe) and print them as keyctl watch does, as the kernel's samples/watch_queue/\n"
+                      "watch_test.c does, or as JSON lines.")
+    decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl",
+                        help="keyctl (the default), watch_test or json")
     decode.set_defaults(func=cmd_decode)
-    run = sub.add_parser("run", help="run a program with watch_queue and key syscalls emulated")
-    run.add_argument("--mount", help="the daemon to use (default: the default mountpoint; else a private one)")
+
+    run = _command(sub, "run", "run a program with watch_queue and key syscalls emulated",
+                   "Run PROGRAM under a seccomp filter that hands its watch_queue and key syscalls\n"
+                   "(pipe2 with O_NOTIFICATION_PIPE, the watch-queue ioctls, keyctl, add_key, request_key)\n"
+                   "to the daemon of --mount, or to a private daemon where none runs. Its children run\n"
+                   "under the filter too.")
+    run.add_argument("--mount", metavar="DIR", help="the daemon to use (default: the default mountpoint; else a private one)")
     run.add_argument("--private", action="store_true",
                      help="always a private daemon, a fresh key store for this program alone")
     run.add_argument("--new-session", action="store_true",

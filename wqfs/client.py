@@ -11,10 +11,13 @@
             ...
 
 Errors are the kernel's: each call raises OSError with the errno the kernel's ioctl
-or keyctl would give (EINVAL, EBUSY, ENOKEY, EACCES, EBADSLT, ...).
+or keyctl would give (EINVAL, EBUSY, ENOKEY, EACCES, EBADSLT, ...), and a message that says
+what that errno means for that command (a write() to the queue file carries only the errno):
+``[Errno 57] unwatch 123: this queue does not watch that key (EBADSLT)``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 from typing import Iterator, Optional, Union
@@ -26,6 +29,46 @@ from .records import Record, parse
 
 KeySpec = Union[int, str]
 READ_SIZE = 65536
+
+# What each errno of a queue command means, command by command: the README's table.
+_ANY = "*"
+COMMAND_ERRORS: dict[tuple[str, int], str] = {
+    ("size", errno.EINVAL): "a queue holds 1 to 512 notes",
+    ("size", errno.EBUSY): "a queue is sized once, and this one is sized already",
+    ("size", errno.EPERM): "this user is over /proc/sys/fs/pipe-user-pages-soft: without "
+                           "CAP_SYS_RESOURCE a queue holds at most 64 notes",
+    ("filter", errno.EINVAL): "a filter has 1 to 16 entries, a reserved word of 0, and info_filter "
+                              "bits only inside info_mask, never the length bits",
+    ("filter", errno.EFAULT): "the filter's bytes are shorter than its header says",
+    ("watch", errno.EINVAL): "a tag is 0..255 and a key a serial or @t, @p, @s, @u, @us",
+    ("watch", errno.EBUSY): "this queue watches that key already",
+    ("watch", errno.EAGAIN): "this user has as many watches as its RLIMIT_NOFILE allows (ulimit -n)",
+    ("unwatch", errno.EBADSLT): "this queue does not watch that key",
+    ("unwatch", errno.EINVAL): "a key is a serial or @t, @p, @s, @u, @us",
+    (_ANY, errno.ENOKEY): "no such key",
+    (_ANY, errno.EACCES): "no VIEW permission on that key",
+    (_ANY, errno.EKEYREVOKED): "the key is revoked",
+    (_ANY, errno.EKEYEXPIRED): "the key has expired",
+    (_ANY, errno.EKEYREJECTED): "the key was rejected (negatively instantiated)",
+    (_ANY, errno.EINTR): "interrupted by a signal (waiting for a key under construction)",
+    (_ANY, errno.EMSGSIZE): "a command is at most 4096 bytes",
+    (_ANY, errno.ENOTCONN): "the wqfs daemon stopped (its mount is dead: wqfs unmount it)",
+    ("open", errno.ENFILE): "this user is over /proc/sys/fs/pipe-user-pages-hard: no more queues",
+    ("open", errno.ENOENT): "no watch_queue file there: not a wqfs mount",
+}
+
+
+def command_error(verb: str, number: int) -> str:
+    """What errno `number` means for the queue command `verb` (size, filter, watch, unwatch,
+    open), with the errno's name: one line for a person, since write() returns only the errno."""
+    name = errno.errorcode.get(number, str(number))
+    text = COMMAND_ERRORS.get((verb, number)) or COMMAND_ERRORS.get((_ANY, number)) or os.strerror(number)
+    return f"{text} ({name})"
+
+
+def _raise_explained(error: OSError, verb: str, what: str) -> None:
+    """The same errno (and so the same OSError subclass), with a message saying what it means."""
+    raise OSError(error.errno, f"{what}: {command_error(verb, error.errno or 0)}") from None
 
 
 def key_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
@@ -39,25 +82,36 @@ class _QueueBase:
     def __init__(self, mount: Optional[str], size: Optional[int], nonblock: bool) -> None:
         path = os.path.join(mount or default_mountpoint(), "watch_queue")
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblock else 0)
-        self.fd = os.open(path, flags)
+        self.fd = -1
+        try:
+            self.fd = os.open(path, flags)
+        except OSError as error:
+            _raise_explained(error, "open", path)
         if size is not None:
-            self.set_size(size)
+            try:
+                self.set_size(size)
+            except OSError:
+                self.close()
+                raise
 
-    def _command(self, data: bytes) -> None:
-        os.write(self.fd, data)
+    def _command(self, data: bytes, verb: str, what: str) -> None:
+        try:
+            os.write(self.fd, data)
+        except OSError as error:
+            _raise_explained(error, verb, what)
 
     def set_size(self, notes: int) -> None:
-        self._command(protocol.size_command(notes))
+        self._command(protocol.size_command(notes), "size", f"size {notes}")
 
     def set_filter(self, entries: Optional[list[TypeFilter]], reserved: int = 0) -> None:
         """None removes the filter."""
-        self._command(protocol.filter_command(entries, reserved))
+        self._command(protocol.filter_command(entries, reserved), "filter", "filter")
 
     def watch(self, key: KeySpec, tag: int) -> None:
-        self._command(protocol.watch_command(key, tag))
+        self._command(protocol.watch_command(key, tag), "watch", f"watch {key} {tag}")
 
     def unwatch(self, key: KeySpec) -> None:
-        self._command(protocol.unwatch_command(key))
+        self._command(protocol.unwatch_command(key), "unwatch", f"unwatch {key}")
 
     def fileno(self) -> int:
         return self.fd
@@ -134,4 +188,4 @@ class AsyncQueue(_QueueBase):
         self.close()
 
 
-__all__ = ["AsyncQueue", "Queue", "key_filter"]
+__all__ = ["AsyncQueue", "COMMAND_ERRORS", "Queue", "command_error", "key_filter"]
