@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     if s6 is not None and "error" not in s6:
         with open(os.path.join(args.out, "path.md"), "w") as f:
             f.write(s6_path.markdown(s6, results))
+        with open(os.path.join(args.out, "path.json"), "w") as f:  # path.md again: s6_path.markdown
+            json.dump({"results": {k: results[k] for k in ("date", "machine")}, "s6": s6}, f, indent=1,
+                      sort_keys=True, default=float)
+            f.write("\n")
         log(f"wrote {os.path.relpath(args.out, ROOT)}/path.md")
     plot_ok = False
     if set(only) - {"s6"}:  # a run of s6 alone writes path.md only, and leaves the other results be

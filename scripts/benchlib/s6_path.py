@@ -150,20 +150,23 @@ def markdown(data: dict, results: dict) -> str:
                    f"{_reqs(req[f'wqfs-{shape}'])} | {_reqs(req[f'floor-{shape}'])} |")
         n_floor = sum(req[f"floor-{shape}"].values())
         n_wqfs = sum(req[f"wqfs-{shape}"].values())
+        cpu_extra = w["daemon_cpu_us_per_op"]["median"] - f["daemon_cpu_us_per_op"]["median"]
         per_request[shape] = (f["us_per_op"] / n_floor if n_floor else float("nan"),
-                              (w["us_per_op"] - f["us_per_op"]) / n_wqfs if n_wqfs else float("nan"))
+                              f["us_per_op"] * (ratio["median"] - 1) / n_wqfs if n_wqfs else float("nan"),
+                              cpu_extra / n_wqfs if n_wqfs else float("nan"))
     out += [
         "",
-        "What an update costs, per FUSE request (µs/op ÷ requests/op; the floor's is FUSE's own cost of a "
-        "request here — the system call, the kernel's FUSE round trip, libfuse, pyfuse3's dispatch into trio — "
-        "and wqfs's extra is what the daemon does on top, per request):",
+        "What an update costs, per FUSE request. The floor's (its µs/op ÷ requests/op) is FUSE's own cost of "
+        "a request here: the system call, the kernel's FUSE round trip, libfuse, pyfuse3's dispatch into trio. "
+        "wqfs's extra is what the daemon does on top, per request: from the ratio (the floor's µs/op × "
+        "(ratio − 1) ÷ requests/op), and from the daemons' CPU (the difference of the medians ÷ requests/op):",
         "",
-        "| path | floor: µs per request | wqfs: extra µs per request |",
-        "|---|---|---|",
+        "| path | floor: µs per request | wqfs: extra µs per request (ratio) | wqfs: extra daemon CPU µs per request |",
+        "|---|---|---|---|",
     ]
     for shape, label in SHAPES.items():
-        floor_us, extra_us = per_request[shape]
-        out.append(f"| {label} | {fmt(floor_us, 1)} | {fmt(extra_us, 1)} |")
+        floor_us, extra_us, cpu_us = per_request[shape]
+        out.append(f"| {label} | {fmt(floor_us, 1)} | {fmt(extra_us, 1)} | {fmt(cpu_us, 1)} |")
     seen = sorted(set(req["wqfs-path"]) | set(req["wqfs-serial"]))
     out += [
         "",
