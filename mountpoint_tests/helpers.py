@@ -165,3 +165,18 @@ def run_argv(mnt: str, *argv: str, new_session: bool = False) -> list[str]:
     own (`--new-session`), which the processes it starts share, as a login session's do."""
     return [sys.executable, "-m", "wqfs", "run", *(["--new-session"] if new_session else []), "--mount", mnt,
             "--", *argv]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of pid (from /proc/PID/task/PID/children), children first."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            children = []
+        found += children
+        todo += children
+    return found

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from helpers import GC_DELAY, NOBODY, ROOT, WAIT, Daemon, read_line, run_argv, serial, stopped_after, write_key
+from helpers import (GC_DELAY, NOBODY, ROOT, WAIT, Daemon, descendants, read_line, run_argv, serial, stopped_after,
+                     write_key)
 
 from wqfs.mounts import force_unmount, is_mounted
 
@@ -180,7 +181,7 @@ def _keyctl_watch(mnt, procs, key):
     procs.append(proc)
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        for child in _descendants(proc.pid):
+        for child in descendants(proc.pid):
             try:
                 with open(f"/proc/{child}/comm") as f, open(f"/proc/{child}/syscall") as g:
                     if f.read().strip() == "keyctl" and g.read().split()[:1] == ["7"]:
@@ -203,20 +204,6 @@ def _wait_in_poll(pid):
     raise AssertionError(f"{pid} never waited in poll")
 
 
-def _descendants(pid):
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            children = []
-        found += children
-        todo += children
-    return found
-
-
 def test_watch_ends_as_keyctl_watch_does_when_the_key_is_destroyed(mnt, make_ring, procs):
     """Side by side with keyutils' keyctl watch: the same lines, then `gc` and exit 0."""
     ring = make_ring()
@@ -235,7 +222,7 @@ def test_ctrl_c_ends_wqfs_watch_and_keyctl_watch_alike(mnt, ring, procs):
     theirs = _keyctl_watch(mnt, procs, str(serial(ring)))
     ours = _watch(mnt, procs, str(serial(ring)))
     for proc in (theirs, ours):
-        for pid in [proc.pid, *_descendants(proc.pid)]:  # Ctrl-C signals the whole foreground group
+        for pid in [proc.pid, *descendants(proc.pid)]:  # Ctrl-C signals the whole foreground group
             os.kill(pid, signal.SIGINT)
     assert theirs.wait(timeout=5) == 130              # wqfs run: 128 + the signal that killed keyctl
     assert ours.wait(timeout=5) == -signal.SIGINT      # killed by it: the shell shows 130 too

@@ -28,7 +28,7 @@ from typing import Iterator, Optional
 
 import pytest
 
-from helpers import ROOT, WAIT, Daemon, serial, stopped_after
+from helpers import ROOT, WAIT, Daemon, descendants, serial, stopped_after
 
 README = os.path.join(ROOT, "README.md")
 README_MOUNT = "/run/wqfs"
@@ -143,20 +143,6 @@ class Pattern:
 
 # ---------------------------------------------------------------- processes
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            children = []
-        found += children
-        todo += children
-    return found
-
-
 def _waiting(pid: int) -> bool:
     """Blocked in a call that waits for input (not running, not in another call)."""
     try:
@@ -173,7 +159,7 @@ def _wait_for_new_waiter(shell: int, before: set[int]) -> None:
     deadline = time.monotonic() + WAIT
     streak = 0
     while time.monotonic() < deadline:
-        new = [pid for pid in _descendants(shell) if pid not in before]
+        new = [pid for pid in descendants(shell) if pid not in before]
         streak = streak + 1 if any(_waiting(pid) for pid in new) else 0
         if streak >= 2:
             return
@@ -221,7 +207,7 @@ class Terminal:
     def run(self, command: str, want: int) -> list[str]:
         self.count += 1
         marker = f"__readme_step_{self.count}__"
-        before = set(_descendants(self.proc.pid))
+        before = set(descendants(self.proc.pid))
         self.proc.stdin.write(f"{command}\n".encode())
         self.proc.stdin.flush()
         if command.rstrip().endswith("&"):
@@ -232,7 +218,7 @@ class Terminal:
 
     def close(self) -> None:
         """End the shell and whatever it left running in the background (by pid)."""
-        pids = _descendants(self.proc.pid)
+        pids = descendants(self.proc.pid)
         try:
             self.proc.stdin.close()
         except OSError:
@@ -338,7 +324,7 @@ def test_five_minutes_with_it(readme_mount: str):
     work_watcher = key_watcher = None
     try:
         deadline = time.monotonic() + WAIT
-        while not _waiting(terminal2.pid) and not any(_waiting(p) for p in _descendants(terminal2.pid)):
+        while not _waiting(terminal2.pid) and not any(_waiting(p) for p in descendants(terminal2.pid)):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         ring = serial(os.path.join(mount, "@s"))
@@ -393,7 +379,7 @@ def test_the_shell_queue_example(readme_mount: str):
                             start_new_session=True)
     try:
         deadline = time.monotonic() + WAIT
-        while not any(_waiting(p) for p in [proc.pid, *_descendants(proc.pid)]):
+        while not any(_waiting(p) for p in [proc.pid, *descendants(proc.pid)]):
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
             time.sleep(0.05)
         time.sleep(0.2)
