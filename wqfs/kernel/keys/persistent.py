@@ -50,7 +50,7 @@ def _key_create_persistent(k: Kernel, uid: int) -> Key:
     new one linked into it."""
     register = _register(k)
     assert register.members is not None
-    name = f"_persistent.{uid}"
+    name = f"_persistent.{uid & 0xFFFFFFFF}"  # "%u"
     ring = register.members.get(("keyring", name))
     if ring is not None and not (ring.revoked or ring.invalidated or ring.dead):
         return ring
@@ -81,7 +81,7 @@ def own_persistent_keyring(k: Kernel, cred: Cred, create: bool = True) -> Option
     none. What the caller may do with it is its permission's business."""
     if not create:
         register = k.persistent_register
-        ring = register.members.get(("keyring", f"_persistent.{cred.uid}")) if register and register.members else None
+        ring = register.members.get(("keyring", f"_persistent.{cred.uid & 0xFFFFFFFF}")) if register and register.members else None
         return None if ring is None or ring.revoked or ring.invalidated or ring.dead else ring
     ring = _key_create_persistent(k, cred.uid)
     key_set_timeout(k, ring, persistent_keyring_expiry())
