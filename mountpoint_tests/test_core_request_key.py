@@ -305,3 +305,19 @@ def test_the_default_destination_is_the_session_keyring_then_the_user_session(ke
     up = kernel.request_key(ALICE, "user", "session", 0, b"x")
     assert up.serial in members(kernel, ALICE, ring)
     assert up.argv[-1] == str(ring)
+
+
+def test_the_authority_lends_the_requesters_possession_to_every_lookup(kernel: Kernel) -> None:
+    """search_process_keyrings_rcu's second round: a helper holding the authority possesses what
+    the requester possesses, in a lookup by serial too (a key whose only rights are the
+    possessor's), but never the requester's other authorization keys."""
+    ring = ses(kernel)
+    secret = kernel.add_key(ALICE, "user", "pos-only", b"s", ring)
+    kernel.setperm(ALICE, secret, 0x3f000000)  # the possessor's rights alone
+    up = upcall(kernel)
+    assert errno_of(kernel.read, HELPER, secret) == errno.EACCES  # root, but no possessor yet
+    kernel.assume_authority(HELPER, up.serial)
+    assert kernel.read(HELPER, secret) == b"s"
+    assert kernel.describe(HELPER, secret) == "user;1000;1000;3f000000;pos-only"
+    kernel.assume_authority(HELPER, 0)  # relinquished: its own possession again
+    assert errno_of(kernel.describe, HELPER, secret) == errno.EACCES

@@ -26,7 +26,7 @@ from .keyring import (check_keyring, check_keyring_name, check_link, check_link_
 from .process_keys import lookup_keyring, lookup_user_key, possessed
 from .gc import key_gc_unused_key
 from .request_key import has_authority, instantiate as instantiate_constructed
-from .request_key_auth import change_reqkey_auth, key_get_instantiation_authkey, lookup_authority_special
+from .request_key_auth import change_reqkey_auth, key_get_instantiation_authkey
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -122,8 +122,7 @@ def read(k: Kernel, cred: Cred, key_id: int, buflen: int = 0) -> bytes:
     """KEYCTL_READ's data: needs READ, or possession (keyctl_read_key). buflen, the caller's
     buffer (0: none), matters to a keyring (keyring_read)."""
     try:
-        special = lookup_authority_special(k, cred, key_id)  # @a, and the requestor keyring: possessed
-        key, is_possessed = (special, True) if special is not None else lookup_user_key(k, cred, key_id, defer=True)
+        key, is_possessed = lookup_user_key(k, cred, key_id, defer=True)
     except KernelError as error:
         raise KernelError(errno.ENOKEY, error.detail) from None
     if key.state is KeyState.NEGATIVE:
@@ -150,11 +149,6 @@ def check_read(k: Kernel, cred: Cred, key_id: int) -> None:
 
 def describe(k: Kernel, cred: Cred, key_id: int) -> str:
     """KEYCTL_DESCRIBE: needs VIEW (or the authority over a key under construction)."""
-    special = lookup_authority_special(k, cred, key_id)  # @a, and the requestor keyring: possessed
-    if special is not None:
-        permission.key_validate(k, special)
-        permission.check(special, cred, abi.KEY_VIEW, True)
-        return describe_key(special)
     try:
         key, _ = lookup_user_key(k, cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
     except KernelError as error:

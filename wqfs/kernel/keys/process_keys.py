@@ -131,7 +131,10 @@ def _special(k: Kernel, cred: Cred, key_id: int, create: bool) -> Key:
     if key_id == abi.KEY_SPEC_USER_SESSION_KEYRING:
         return look_up_user_keyrings(k, cred.uid)[1]
     if key_id in (abi.KEY_SPEC_REQKEY_AUTH_KEY, abi.KEY_SPEC_REQUESTOR_KEYRING):
-        raise KernelError(errno.ENOKEY, "no request-key authority is assumed")
+        from .request_key_auth import lookup_authority_special  # which builds on this file
+        found = lookup_authority_special(k, cred, key_id)
+        assert found is not None
+        return found
     raise KernelError(errno.EINVAL, f"invalid key ID {key_id}")
 
 
@@ -174,7 +177,19 @@ def _reach(k: Kernel, cred: Cred) -> frozenset[int]:
 
 
 def possessed(k: Kernel, cred: Cred, key: Key) -> bool:
-    """Whether cred possesses key: a search from its own keyrings would find it."""
+    """Whether cred possesses key, as search_process_keyrings_rcu decides it: a search from its
+    own keyrings would find it, or, for a caller holding a request-key authority, one from the
+    requester's (never an authorization key that way)."""
+    if _possessed_own(k, cred, key):
+        return True
+    if not k.authorities.assumed:  # nobody holds an authority: the common case, at once
+        return False
+    from .request_key_auth import REQUEST_KEY_AUTH, authority_credentials  # which builds on this file
+    requester = authority_credentials(k, cred)
+    return requester is not None and key.type is not REQUEST_KEY_AUTH and _possessed_own(k, requester, key)
+
+
+def _possessed_own(k: Kernel, cred: Cred, key: Key) -> bool:
     reach = _reach(k, cred)
     if key.serial in reach:
         return True

@@ -31,9 +31,10 @@ from . import permission
 from .key import Key, KeyState, check_add_key_payload, instantiate as instantiate_key, key_alloc, key_invalidate, key_reject
 from .key_type import KeyType, check_type_name, lookup_type
 from .keyring import check_link, check_link_restriction, key_link, key_link_begin, keyring_alloc, search_nested_keyrings
-from .process_keys import install_keyring, look_up_user_keyrings, lookup_keyring, lookup_user_key, search_roots, session_keyring
+from .process_keys import (install_keyring, look_up_user_keyrings, lookup_keyring, lookup_user_key, possessed,
+                           search_roots, session_keyring)
 from .request_key_auth import (REQUEST_KEY_AUTH, RequestKeyAuth, authority_credentials, change_reqkey_auth,
-                               current_authority, get_request_key_auth, has_authority_token, possessed_with_authority,
+                               current_authority, get_request_key_auth, has_authority_token,
                                release_request_key_auth, request_key_auth_new, request_key_auth_revoke)
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _found_under_construction(k: Kernel, cred: Cred, index: tuple[str, str]) -> 
             del k.constructions.keys[serial]
             continue
         if key.index_key == index and not key.revoked and not key.invalidated \
-                and possessed_with_authority(k, cred, key):
+                and possessed(k, cred, key):
             return key
     return None
 
@@ -374,7 +375,7 @@ def get_instantiation_keyring(k: Kernel, cred: Cred, ring_id: int, rka: Optional
         return lookup_keyring(k, cred, ring_id, abi.KEY_WRITE)
     if ring_id > 0:
         ring, _ = lookup_user_key(k, cred, ring_id, create=True)
-        permission.check(ring, cred, abi.KEY_WRITE, possessed_with_authority(k, cred, ring))
+        permission.check(ring, cred, abi.KEY_WRITE, possessed(k, cred, ring))
         return ring
     if ring_id == abi.KEY_SPEC_REQKEY_AUTH_KEY:
         raise KernelError(errno.EINVAL, "the authorisation key is no keyring to link into")

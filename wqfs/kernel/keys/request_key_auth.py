@@ -31,7 +31,7 @@ from . import permission
 from .key import Key, instantiate, key_alloc, key_revoke
 from .key_type import KeyType, register_key_type
 from .keyring import search_tree
-from .process_keys import possessed, search_roots
+from .process_keys import search_roots
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -204,12 +204,3 @@ def authority_credentials(k: Kernel, cred: Cred) -> Optional[Cred]:
     except KernelError:
         return None
     return rka.cred
-
-
-def possessed_with_authority(k: Kernel, cred: Cred, key: Key) -> bool:
-    """Possession as search_process_keyrings_rcu decides it: found from the caller's own keyrings,
-    or, for a caller holding an authority, from the requester's (never a token that way)."""
-    if possessed(k, cred, key):
-        return True
-    requester = authority_credentials(k, cred)
-    return requester is not None and key.type is not REQUEST_KEY_AUTH and possessed(k, requester, key)
