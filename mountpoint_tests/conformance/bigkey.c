@@ -37,25 +37,6 @@ static uint32_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
-/* Read a whole file into a static buffer (NUL-terminated); NULL on error (errno set). */
-static char *slurp(const char *path)
-{
-    static char all[1 << 20];
-    size_t n = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    for (;;) {
-        ssize_t r = read(fd, all + n, sizeof(all) - 1 - n);
-        if (r <= 0)
-            break;
-        n += r;
-    }
-    close(fd);
-    all[n] = 0;
-    return all;
-}
-
 /* The quota of UID as /proc/key-users shows it, once key GC has had time to give back what
  * destroyed keys held (two RCU grace periods on SMP: see quota.c). */
 static void quota(const char *label)
@@ -90,28 +71,20 @@ static void proc_describe(const char *label, key_serial_t k)
 {
     if (!getenv("WQ_PROC"))
         return;
-    char *all = slurp("/proc/keys");
-    if (!all) {
+    const char *line = proc_keys_line(k);
+    if (!line) {
         out("%s: open /proc/keys: %s", label, errname(errno));
         return;
     }
-    char want[16];
-    snprintf(want, sizeof(want), "%08x ", (unsigned)k);
-    for (char *line = all; line && *line;) {
-        char *next = strchr(line, '\n');
-        if (next)
-            *next++ = 0;
-        if (strncmp(line, want, 9) == 0) {
-            char f[8][32];
-            int end = 0;
-            if (sscanf(line, "%31s %31s %31s %31s %31s %31s %31s %31s %n", f[0], f[1], f[2], f[3], f[4],
-                       f[5], f[6], f[7], &end) >= 8 && end > 0)
-                out("%s: flags %s, %s", label, f[1], line + end);
-            else
-                out("%s: unparsed line", label);
-            return;
-        }
-        line = next;
+    if (*line) {
+        char f[8][32];
+        int end = 0;
+        if (sscanf(line, "%31s %31s %31s %31s %31s %31s %31s %31s %n", f[0], f[1], f[2], f[3], f[4],
+                   f[5], f[6], f[7], &end) >= 8 && end > 0)
+            out("%s: flags %s, %s", label, f[1], line + end);
+        else
+            out("%s: unparsed line", label);
+        return;
     }
     out("%s: not in /proc/keys", label);
 }

@@ -35,36 +35,18 @@ static void describe(const char *label, key_serial_t k)
  * in 3 days reads "3d" only within the second it was set in: see second_start(). */
 static const char *proc_keys_expiry(key_serial_t k, char *buf, size_t size)
 {
-    static char all[1 << 20];
-    size_t n = 0;
-    int fd = open("/proc/keys", O_RDONLY);
-    if (fd < 0) {
+    const char *line = proc_keys_line(k);
+    if (!line) {
         snprintf(buf, size, "open /proc/keys: %s", errname(errno));
         return buf;
     }
-    for (;;) {
-        ssize_t r = read(fd, all + n, sizeof(all) - 1 - n);
-        if (r <= 0)
-            break;
-        n += r;
-    }
-    close(fd);
-    all[n] = 0;
-    char want[16];
-    snprintf(want, sizeof(want), "%08x ", (unsigned)k);
-    for (char *line = all; line && *line;) {
-        char *next = strchr(line, '\n');
-        if (next)
-            *next++ = 0;
-        if (strncmp(line, want, 9) == 0) {
-            char serial[16], flags[16], usage[16], expiry[16];
-            if (sscanf(line, "%15s %15s %15s %15s", serial, flags, usage, expiry) == 4)
-                snprintf(buf, size, "%s", expiry);
-            else
-                snprintf(buf, size, "unparsed line");
-            return buf;
-        }
-        line = next;
+    if (*line) {
+        char serial[16], flags[16], usage[16], expiry[16];
+        if (sscanf(line, "%15s %15s %15s %15s", serial, flags, usage, expiry) == 4)
+            snprintf(buf, size, "%s", expiry);
+        else
+            snprintf(buf, size, "unparsed line");
+        return buf;
     }
     snprintf(buf, size, "not in /proc/keys");
     return buf;

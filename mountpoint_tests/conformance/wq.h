@@ -61,6 +61,45 @@ static const char *errname(int e)
 }
 
 /* ---- output */
+/* Read a whole file into a static buffer (NUL-terminated); NULL on error (errno set). The next
+ * call reuses the buffer. */
+static char *slurp(const char *path)
+{
+    static char all[1 << 20];
+    size_t n = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    for (;;) {
+        ssize_t r = read(fd, all + n, sizeof(all) - 1 - n);
+        if (r <= 0)
+            break;
+        n += r;
+    }
+    close(fd);
+    all[n] = 0;
+    return all;
+}
+
+/* k's line of /proc/keys (in slurp's buffer), "" if k has none; NULL if the file cannot be read. */
+static const char *proc_keys_line(key_serial_t k)
+{
+    char *all = slurp("/proc/keys");
+    if (!all)
+        return NULL;
+    char want[16];
+    snprintf(want, sizeof(want), "%08x ", (unsigned)k);
+    for (char *line = all; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        if (strncmp(line, want, 9) == 0)
+            return line;
+        line = next;
+    }
+    return "";
+}
+
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void out(const char *fmt, ...)
 {
