@@ -169,12 +169,19 @@ class WqfsOperations(pyfuse3.Operations):
         attr.st_gid = 0
         return attr
 
-    def _key_attr(self, cred: Cred, key: Key) -> pyfuse3.EntryAttributes:
-        """The key as a file for cred. The mode's user bits are cred's own rights (its class's
-        and, if it possesses the key, the possessor's: what `ls -l` should tell the caller); the
-        group and other bits are the key's group and other bytes."""
-        perm = key.perm
+    def _viewed_attr(self, cred: Cred, key: Key) -> pyfuse3.EntryAttributes:
+        """_key_attr after _check_view's rule (EACCES without VIEW, possession counted), from the
+        one rights lookup both need."""
         own = self.kernel.rights(cred, key)
+        return self._key_attr(cred, _check_view(self.kernel, cred, key, own), own)
+
+    def _key_attr(self, cred: Cred, key: Key, own: Optional[int] = None) -> pyfuse3.EntryAttributes:
+        """The key as a file for cred. The mode's user bits are cred's own rights (its class's
+        and, if it possesses the key, the possessor's: what `ls -l` should tell the caller; own,
+        if the caller has them already); the group and other bits are the key's group and other bytes."""
+        perm = key.perm
+        if own is None:
+            own = self.kernel.rights(cred, key)
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = names.KEY_BASE + key.serial
         if key.is_keyring:  # a keyring's size is what a read of it gives: a serial per member
@@ -231,11 +238,11 @@ class WqfsOperations(pyfuse3.Operations):
             if value.cred.uid != cred.uid:  # a file being created is its creator's alone
                 raise pyfuse3.FUSEError(errno.ENOENT)
             if value.serial is not None:
-                return self._key_attr(cred, _check_view(self.kernel, cred, self._key(names.key_inode(value.serial))))
+                return self._viewed_attr(cred, self._key(names.key_inode(value.serial)))
             attr = self._base_attr(inode, stat.S_IFREG | 0o600, len(value.buffer or b""), 1)
             attr.st_uid, attr.st_gid = value.cred.uid, value.cred.gid
             return attr
-        return self._key_attr(cred, _check_view(self.kernel, cred, self._key(inode)))
+        return self._viewed_attr(cred, self._key(inode))
 
     def _static_attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
         if inode in (names.KEYS, names.EVENTS):
@@ -369,7 +376,7 @@ class WqfsOperations(pyfuse3.Operations):
             if serial is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             key = self._key(names.key_inode(serial))
-            return self._key_attr(cred, _check_view(self.kernel, cred, key))  # what _attr does for a key
+            return self._viewed_attr(cred, key)  # what _attr does for a key
         if parent_inode == names.EVENTS:
             inode = self._events_inode(name)
             self._events_lookups.setdefault(inode, [name, 0])[1] += 1
@@ -816,9 +823,10 @@ class WqfsOperations(pyfuse3.Operations):
             waiter.event.set()
 
 
-def _check_view(kernel: Kernel, cred: Cred, key: Key) -> Key:
-    """EACCES without VIEW on key, possession counted: keyctl_describe's rule for all it shows."""
-    if not kernel.permitted(cred, key, abi.KEY_VIEW):
+def _check_view(kernel: Kernel, cred: Cred, key: Key, own: Optional[int] = None) -> Key:
+    """EACCES without VIEW on key, possession counted: keyctl_describe's rule for all it shows.
+    own: cred's rights on key (kernel.rights), when the caller has them already."""
+    if not (kernel.permitted(cred, key, abi.KEY_VIEW) if own is None else own & abi.KEY_VIEW):
         raise KernelError(errno.EACCES, f"key {key.serial}: no VIEW")
     return key
 
