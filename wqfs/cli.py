@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from . import __version__, records
+from . import __version__, abi, records
 from .mounts import WQFS_TYPE, default_mountpoint, force_unmount, mount_path, mount_type
 from .watchcmd import reflow
 
@@ -271,11 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--allow-other", action="store_true", help="let other users use the mount")
     mount.add_argument("-v", "--verbose", action="store_true", help="log each request")
     mount.add_argument("--gc-delay", type=_seconds, default=None, metavar="SECONDS",
-                       help="how long revoked and expired keys linger (kernel default 300)")
+                       help=f"how long revoked and expired keys linger (kernel default {abi.KEY_GC_DELAY:g})")
     mount.add_argument("--rcu-grace", type=_seconds, default=None, metavar="SECONDS",
                        help="one RCU grace period: a key's last link is put this long after its unlink, "
-                            "and the key freed as long after that (default 0.016, a distribution "
-                            "kernel's; 0: at once)")
+                            f"and the key freed as long after that (default {abi.RCU_GRACE_PERIOD:g}, a "
+                            "distribution kernel's; 0: at once)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)
