@@ -94,11 +94,18 @@ def test_later_bad_entry_rejects_whole_filter():
 
 
 def test_unknown_types_silently_ignored_and_not_stored():
-    f = Filter.from_bytes(raw_filter(raw_entry(2, words=(ALL,)), raw_entry(1, words=(0x4,)),
+    f = Filter.from_bytes(raw_filter(raw_entry(4, words=(ALL,)), raw_entry(1, words=(0x4,)),
                                      raw_entry(63, words=(ALL,)), raw_entry(64, words=(ALL,)),
                                      raw_entry(511, words=(ALL,)), raw_entry(0xFFFFFFFF, words=(ALL,))))
     assert [e.type for e in f.entries] == [1]
     assert f.type_bitmap == 0b10
+
+
+def test_mount_and_superblock_types_are_known_and_stored():
+    """WATCH_TYPE__NR is 4 with the mount (2) and superblock (3) sources: entries for them stay."""
+    f = Filter.from_bytes(raw_filter(raw_entry(2, words=(ALL,)), raw_entry(3, words=(0x1,)), raw_entry(4, words=(ALL,))))
+    assert [e.type for e in f.entries] == [2, 3]
+    assert f.type_bitmap == 0b1100
 
 
 def test_only_subtype_word_0_is_stored_and_used():
@@ -137,7 +144,7 @@ def test_type_info_bits_can_be_filtered():
 
 
 def test_filter_of_only_unknown_types_rejects_everything():
-    f = Filter.from_bytes(raw_filter(raw_entry(2, words=(ALL,)), raw_entry(3, words=(ALL,))))
+    f = Filter.from_bytes(raw_filter(raw_entry(4, words=(ALL,)), raw_entry(5, words=(ALL,))))
     assert f.entries == [] and f.type_bitmap == 0
     for rtype in (0, 1):
         for subtype in range(8):

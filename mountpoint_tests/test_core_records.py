@@ -29,7 +29,7 @@ def test_pipe_flag_and_ioctl_numbers():
 
 
 def test_enum_values():
-    assert (abi.WATCH_TYPE_META, abi.WATCH_TYPE_KEY_NOTIFY, abi.WATCH_TYPE__NR) == (0, 1, 2)
+    assert (abi.WATCH_TYPE_META, abi.WATCH_TYPE_KEY_NOTIFY, abi.WATCH_TYPE_MOUNT_NOTIFY, abi.WATCH_TYPE_SB_NOTIFY, abi.WATCH_TYPE__NR) == (0, 1, 2, 3, 4)
     assert (abi.WATCH_META_REMOVAL_NOTIFICATION, abi.WATCH_META_LOSS_NOTIFICATION) == (0, 1)
     assert [abi.NOTIFY_KEY_INSTANTIATED, abi.NOTIFY_KEY_UPDATED, abi.NOTIFY_KEY_LINKED,
             abi.NOTIFY_KEY_UNLINKED, abi.NOTIFY_KEY_CLEARED, abi.NOTIFY_KEY_REVOKED,

@@ -28,10 +28,14 @@ PIPE_USER_PAGES_HARD_DEFAULT = 0  # 0: no limit
 CAP_SYS_ADMIN = 21
 CAP_SYS_RESOURCE = 24
 
-# enum watch_notification_type
+# enum watch_notification_type. Mainline stops at KEY_NOTIFY (__NR 2); the mount and superblock
+# types are those of the August 2020 mount patch (A2) and the February 2020 superblock patch
+# (v16) on the same header, so the filter code (type >= __NR is dropped) accepts 2 and 3.
 WATCH_TYPE_META = 0
 WATCH_TYPE_KEY_NOTIFY = 1
-WATCH_TYPE__NR = 2
+WATCH_TYPE_MOUNT_NOTIFY = 2
+WATCH_TYPE_SB_NOTIFY = 3
+WATCH_TYPE__NR = 4
 
 # enum watch_meta_notification_subtype
 WATCH_META_REMOVAL_NOTIFICATION = 0
@@ -55,6 +59,49 @@ WATCH_INFO_LENGTH = 0x0000007F
 WATCH_INFO_ID = 0x0000FF00
 WATCH_INFO_ID__SHIFT = 8
 WATCH_INFO_TYPE_INFO = 0xFFFF0000
+WATCH_INFO_FLAG_0, WATCH_INFO_FLAG_1, WATCH_INFO_FLAG_2 = 0x00010000, 0x00020000, 0x00040000
+
+# enum mount_notification_subtype (A2 include/uapi/linux/watch_queue.h)
+NOTIFY_MOUNT_NEW_MOUNT = 0
+NOTIFY_MOUNT_UNMOUNT = 1
+NOTIFY_MOUNT_EXPIRY = 2
+NOTIFY_MOUNT_READONLY = 3
+NOTIFY_MOUNT_SETATTR = 4
+NOTIFY_MOUNT_MOVE_FROM = 5
+NOTIFY_MOUNT_MOVE_TO = 6
+MOUNT_SUBTYPE_NAMES = ("new_mount", "unmount", "expiry", "readonly", "setattr", "move_from", "move_to")
+NOTIFY_MOUNT_IN_SUBTREE = WATCH_INFO_FLAG_0  # the change is below the watched point
+NOTIFY_MOUNT_IS_NOW_RO = WATCH_INFO_FLAG_1
+NOTIFY_MOUNT_IS_SUBMOUNT = WATCH_INFO_FLAG_2
+MOUNT_NOTIFICATION_SIZE = 24  # struct mount_notification: header, u64 triggered_on, u64 auxiliary_mount
+
+# enum superblock_notification_type (v16 include/uapi/linux/watch_queue.h)
+NOTIFY_SUPERBLOCK_READONLY = 0
+NOTIFY_SUPERBLOCK_ERROR = 1
+NOTIFY_SUPERBLOCK_EDQUOT = 2
+NOTIFY_SUPERBLOCK_NETWORK = 3
+SB_SUBTYPE_NAMES = ("readonly", "error", "edquot", "network")
+NOTIFY_SUPERBLOCK_IS_NOW_RO = WATCH_INFO_FLAG_0
+SUPERBLOCK_NOTIFICATION_SIZE = 16  # struct superblock_notification: header, u64 sb_id
+SUPERBLOCK_ERROR_NOTIFICATION_SIZE = 24  # + u32 error_number, u32 error_cookie
+
+# watch_mount(2) and watch_sb(2): numbers no kernel assigns (every number the patches proposed,
+# 439-441, is a real system call now), so a real kernel answers them ENOSYS and trapping them
+# breaks nothing. wqfs/include/wqfs/watch_queue.h declares the same numbers.
+NR_WATCH_MOUNT = 1000
+NR_WATCH_SB = 1001
+# The numbers of the 2020 patches, trapped only with `wqfs run --legacy-watch-nr` (and then only
+# for calls that the real system call of that number would refuse): version -> {nr: name}.
+LEGACY_WATCH_NRS = {
+    "2020-08": {440: "watch_mount", 441: "watch_sb"},  # A2 and linux-next of mid-2020
+    "2020-02": {439: "watch_mount"},                    # v17, standalone on 5.6-rc
+}
+NR_FACCESSAT2, NR_PROCESS_MADVISE, NR_EPOLL_PWAIT2 = 439, 440, 441  # what those numbers are today
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EACCESS = 0x200
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
 
 WATCH_QUEUE_NOTE_SIZE = 128
 WATCH_QUEUE_NOTES_PER_PAGE = PAGE_SIZE // WATCH_QUEUE_NOTE_SIZE

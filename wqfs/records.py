@@ -16,6 +16,9 @@ _HEADER = struct.Struct("<II")
 _KEY = struct.Struct("<IIII")
 KEY_RECORD = _KEY  # word 0 (type, subtype), info (length, tag), key id, aux: what the poster packs
 _REMOVAL = struct.Struct("<IIQ")
+_MOUNT = struct.Struct("<IIQQ")     # struct mount_notification (A2)
+_SB = struct.Struct("<IIQ")         # struct superblock_notification (v16)
+_SB_ERROR = struct.Struct("<IIQII")  # struct superblock_error_notification (v16)
 
 LOSS_BYTES = _HEADER.pack(abi.WATCH_TYPE_META | (abi.WATCH_META_LOSS_NOTIFICATION << 24), 8)
 
@@ -32,6 +35,20 @@ def with_tag(record: bytes, tag: int) -> bytes:
 def pack_key_notification(subtype: int, key_id: int, aux: int, tag: int = 0) -> bytes:
     word0 = abi.WATCH_TYPE_KEY_NOTIFY | (subtype << 24)
     return _KEY.pack(word0, make_info(16, tag), key_id & 0xFFFFFFFF, aux & 0xFFFFFFFF)
+
+
+def pack_mount_notification(subtype: int, triggered_on: int, aux: int, info: int) -> bytes:
+    """notify_mount's record: info is the whole info word (length, tag and flags)."""
+    return _MOUNT.pack(abi.WATCH_TYPE_MOUNT_NOTIFY | (subtype << 24), info, triggered_on, aux)
+
+
+def pack_sb_notification(subtype: int, sb_id: int, info: int) -> bytes:
+    return _SB.pack(abi.WATCH_TYPE_SB_NOTIFY | (subtype << 24), info, sb_id)
+
+
+def pack_sb_error(sb_id: int, error_number: int, info: int, error_cookie: int = 0) -> bytes:
+    word0 = abi.WATCH_TYPE_SB_NOTIFY | (abi.NOTIFY_SUPERBLOCK_ERROR << 24)
+    return _SB_ERROR.pack(word0, info, sb_id, error_number & 0xFFFFFFFF, error_cookie)
 
 
 def pack_removal(object_id: int, tag: int = 0) -> bytes:
@@ -54,6 +71,56 @@ class KeyNotification:
         if self.subtype < len(abi.KEY_SUBTYPE_NAMES):
             return abi.KEY_SUBTYPE_NAMES[self.subtype]
         return "(null)"
+
+
+def _subtype_name(names: tuple[str, ...], subtype: int) -> str:
+    return names[subtype] if subtype < len(names) else "(null)"
+
+
+@dataclass(frozen=True)
+class MountNotification:
+    """A mount topology or attribute change (WATCH_TYPE_MOUNT_NOTIFY): triggered_on is the mount
+    the walk started from, aux the mount added, removed or moved (0 for the attribute changes)."""
+    subtype: int
+    triggered_on: int
+    aux: int
+    tag: int
+    info: int
+
+    @property
+    def name(self) -> str:
+        return _subtype_name(abi.MOUNT_SUBTYPE_NAMES, self.subtype)
+
+    @property
+    def in_subtree(self) -> bool:
+        return bool(self.info & abi.NOTIFY_MOUNT_IN_SUBTREE)
+
+    @property
+    def is_now_ro(self) -> bool:
+        return bool(self.info & abi.NOTIFY_MOUNT_IS_NOW_RO)
+
+    @property
+    def is_submount(self) -> bool:
+        return bool(self.info & abi.NOTIFY_MOUNT_IS_SUBMOUNT)
+
+
+@dataclass(frozen=True)
+class SuperblockNotification:
+    """A superblock event (WATCH_TYPE_SB_NOTIFY); error_number is set for NOTIFY_SUPERBLOCK_ERROR."""
+    subtype: int
+    sb_id: int
+    tag: int
+    info: int
+    error_number: int | None = None
+    error_cookie: int | None = None
+
+    @property
+    def name(self) -> str:
+        return _subtype_name(abi.SB_SUBTYPE_NAMES, self.subtype)
+
+    @property
+    def is_now_ro(self) -> bool:
+        return bool(self.info & abi.NOTIFY_SUPERBLOCK_IS_NOW_RO)
 
 
 @dataclass(frozen=True)
@@ -87,7 +154,7 @@ class OtherRecord:
         return (self.info & abi.WATCH_INFO_ID) >> 8
 
 
-Record = Union[KeyNotification, Removal, Loss, OtherRecord]
+Record = Union[KeyNotification, MountNotification, SuperblockNotification, Removal, Loss, OtherRecord]
 
 
 class RecordError(ValueError):
@@ -109,6 +176,14 @@ def parse_one(data: bytes, offset: int = 0) -> tuple[Record, int]:
     if rtype == abi.WATCH_TYPE_KEY_NOTIFY and length == 16:
         _, _, key_id, aux = _KEY.unpack(body)
         record = KeyNotification(subtype, key_id, aux, tag, info)
+    elif rtype == abi.WATCH_TYPE_MOUNT_NOTIFY and length == _MOUNT.size:
+        _, _, triggered_on, aux = _MOUNT.unpack(body)
+        record = MountNotification(subtype, triggered_on, aux, tag, info)
+    elif rtype == abi.WATCH_TYPE_SB_NOTIFY and subtype == abi.NOTIFY_SUPERBLOCK_ERROR and length >= _SB_ERROR.size:
+        _, _, sb_id, error_number, cookie = _SB_ERROR.unpack_from(body)
+        record = SuperblockNotification(subtype, sb_id, tag, info, error_number, cookie)
+    elif rtype == abi.WATCH_TYPE_SB_NOTIFY and subtype != abi.NOTIFY_SUPERBLOCK_ERROR and length >= _SB.size:
+        record = SuperblockNotification(subtype, _SB.unpack_from(body)[2], tag, info)
     elif rtype == abi.WATCH_TYPE_META and subtype == abi.WATCH_META_REMOVAL_NOTIFICATION and length in (8, 16):
         record = Removal(_REMOVAL.unpack(body)[2] if length == 16 else 0, tag, info)
     elif rtype == abi.WATCH_TYPE_META and subtype == abi.WATCH_META_LOSS_NOTIFICATION:
@@ -170,6 +245,8 @@ def format_keyctl(record: Record) -> str:
     """One line as keyutils' `keyctl watch` prints it."""
     if isinstance(record, KeyNotification):
         return _keyctl_key_line(record.key_id, record.subtype, record.aux)
+    if isinstance(record, (MountNotification, SuperblockNotification)):
+        return format_sample(record)
     if isinstance(record, Removal):
         return f"{record.id} gc"
     if isinstance(record, Loss):
@@ -177,10 +254,23 @@ def format_keyctl(record: Record) -> str:
     return f"other type {record.type} subtype {record.subtype}"
 
 
+def format_sample(record: Union[MountNotification, SuperblockNotification]) -> str:
+    """The line the 2020 patches' samples/watch_queue/watch_test.c prints for a mount or
+    superblock record (MOUNT in A2's form, SUPER in v16's, an error's number after it)."""
+    if isinstance(record, MountNotification):
+        return f"MOUNT {record.triggered_on:08x} change={record.subtype}[{record.name}] aux={record.aux:x}"
+    line = f"SUPER {record.sb_id:08x} change={record.subtype}[{record.name}]"
+    return line if record.error_number is None else f"{line} error={record.error_number}"
+
+
 def format_watch_test(record: Record, offset: int) -> list[str]:
     """The lines samples/watch_queue/watch_test.c prints for the record at offset."""
     if isinstance(record, KeyNotification):
         rtype, subtype, info = abi.WATCH_TYPE_KEY_NOTIFY, record.subtype, record.info
+    elif isinstance(record, MountNotification):
+        rtype, subtype, info = abi.WATCH_TYPE_MOUNT_NOTIFY, record.subtype, record.info
+    elif isinstance(record, SuperblockNotification):
+        rtype, subtype, info = abi.WATCH_TYPE_SB_NOTIFY, record.subtype, record.info
     elif isinstance(record, Removal):
         rtype, subtype, info = abi.WATCH_TYPE_META, abi.WATCH_META_REMOVAL_NOTIFICATION, record.info
     elif isinstance(record, Loss):
@@ -190,6 +280,8 @@ def format_watch_test(record: Record, offset: int) -> list[str]:
     lines = [f"NOTIFY[{offset:03x}]: ty={rtype:06x} sy={subtype:02x} i={info:08x}"]
     if isinstance(record, KeyNotification):
         lines.append(f"KEY {record.key_id:08x} change={record.subtype}[{record.name}] aux={record.aux}")
+    elif isinstance(record, (MountNotification, SuperblockNotification)):
+        lines.append(format_sample(record))
     elif isinstance(record, Removal):
         lines.append(f"REMOVAL of watchpoint {record.tag:08x}")
     elif isinstance(record, Loss):
@@ -205,6 +297,18 @@ def to_dict(record: Record) -> dict[str, object]:
     if isinstance(record, KeyNotification):
         return {"kind": "key", "subtype": record.subtype, "event": record.name,
                 "key": record.key_id, "aux": record.aux, "tag": record.tag}
+    if isinstance(record, MountNotification):
+        return {"kind": "mount", "subtype": record.subtype, "event": record.name,
+                "triggered_on": record.triggered_on, "aux": record.aux, "tag": record.tag,
+                "in_subtree": record.in_subtree, "is_now_ro": record.is_now_ro,
+                "is_submount": record.is_submount}
+    if isinstance(record, SuperblockNotification):
+        out: dict[str, object] = {"kind": "superblock", "subtype": record.subtype, "event": record.name,
+                                  "sb_id": record.sb_id, "tag": record.tag, "is_now_ro": record.is_now_ro}
+        if record.error_number is not None:
+            out["error_number"] = record.error_number
+            out["error_cookie"] = record.error_cookie
+        return out
     if isinstance(record, Removal):
         return {"kind": "removal", "id": record.id, "tag": record.tag}
     if isinstance(record, Loss):

@@ -6,6 +6,7 @@ front, the CLI) import only these names (mountpoint_tests/test_boundary.py enfor
 """
 from .cred import Cred, id_arg
 from .errors import KernelError, KeyUnderConstruction
+from .fs.namespace import MountInfo, MountTarget
 from .kernel import Kernel
 from .keys import permission
 from .keys.key import Key, KeyState, check_add_key_payload, check_update_payload, describe_key, shown_gid
@@ -13,7 +14,7 @@ from .keys.key_type import check_type_name
 from .keys.request_key import Upcall
 from .watch_queue import Filter, QueueStatistics, TypeFilter, WatchQueue, capacity_for, filter_entries_size, pack_filter
 
-__all__ = ["Cred", "id_arg", "KernelError", "KeyUnderConstruction", "Kernel", "permission", "Key", "KeyState",
+__all__ = ["Cred", "id_arg", "KernelError", "KeyUnderConstruction", "Kernel", "MountInfo", "MountTarget", "permission", "Key", "KeyState",
            "describe_key", "shown_gid", "check_type_name", "Upcall", "check_add_key_payload", "check_update_payload",
            "Filter", "QueueStatistics", "TypeFilter", "WatchQueue", "capacity_for", "filter_entries_size",
            "pack_filter"]

@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 from .. import abi
 from .cred import Cred
+from .fs import mount_notify, namespace
+from .fs import super as super_c
 from .keys import gc, keyctl, keyring, persistent, proc, process_keys
 from .keys import request_key as request_key_c
 from .keys import request_key_auth
@@ -43,6 +45,7 @@ class Kernel:
         self.pipes = PipeAccounting(pipe_limits)  # every user's pipe-buffer pages
         self.constructions = request_key_c.Constructions()  # keys under construction, upcalls on the way
         self.authorities = request_key_auth.Authorities()   # request-key tokens, and who assumed them
+        self.mounts = namespace.MountTable()  # the namespaces the mount feeds report, their superblocks
         self._clock = clock
 
     def now(self) -> float:
@@ -114,6 +117,25 @@ class Kernel:
     owner_gone = process_keys.owner_gone
     owners = process_keys.owners
 
+    # Mount and superblock notifications (fs/mount_notify.c, fs/super.c): the system calls, each
+    # after the front's path lookup as the caller (MAY_EXEC on the directory)...
+    check_watch_args = staticmethod(mount_notify.check_watch_args)
+    watch_mount = mount_notify.watch_mount
+    watch_sb = super_c.watch_sb
+    # ... and what a feed of the host's mount events reports (fs/namespace.c's hooks); these
+    # post as the system, and need no permission.
+    mount_resync = namespace.mount_resync
+    attach_mounts = namespace.attach_mounts
+    umount_mounts = namespace.umount_mounts
+    move_mount = namespace.move_mount
+    change_mount = namespace.change_mount
+    notify_sb_error = super_c.notify_sb_error
+    drop_mount_namespace = namespace.drop_mount_namespace
+    mount_namespace_known = namespace.mount_namespace_known
+    namespace_watch_count = namespace.namespace_watch_count
+    superblock_watch_count = super_c.superblock_watch_count
+    find_mount = namespace.find_mount
+
     # Garbage collection (keys/gc.py).
     collect = gc.collect
 
@@ -137,4 +159,6 @@ class Kernel:
 
     def statistics(self) -> dict[str, int]:
         return {"keys": len(self.keys), "gc_pending": len(self.gc.pending), "timed": len(self.gc.timed),
-                "watches": self.watch_counts.total()}
+                "watches": self.watch_counts.total(), "mount_namespaces": len(self.mounts.namespaces),
+                "mounts": sum(len(ns.mounts) for ns in self.mounts.namespaces.values()),
+                "superblocks": len(self.mounts.superblocks)}

@@ -9,7 +9,7 @@ costs is charged to its user's nr_watches, limited by RLIMIT_NOFILE (EAGAIN past
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Hashable, Optional
 
 from ... import abi
 from ..errors import KernelError
@@ -21,11 +21,14 @@ if TYPE_CHECKING:
 
 class Watch:
     """struct watch: the queue, the object's watch list, its type and id, the tag (info_id)
-    every record it delivers carries, and the user whose nr_watches it is charged to."""
+    every record it delivers carries, and the user whose nr_watches it is charged to.
+
+    The id is what the queue tells its watches apart by: a key's serial, a superblock's id,
+    or, for a mount watch, the watched directory (its mount and its path in that mount)."""
 
     __slots__ = ("queue", "watch_list", "type", "id", "tag", "uid")
 
-    def __init__(self, queue: WatchQueue, watch_list: list[Watch], wtype: int, object_id: int,
+    def __init__(self, queue: WatchQueue, watch_list: list[Watch], wtype: int, object_id: Hashable,
                  tag: int, uid: int) -> None:
         self.queue = queue
         self.watch_list = watch_list
@@ -35,7 +38,7 @@ class Watch:
         self.uid = uid
 
     @property
-    def index(self) -> tuple[int, int]:
+    def index(self) -> tuple[int, Hashable]:
         return (self.type, self.id)
 
 
@@ -65,7 +68,7 @@ class WatchCounts:
         return sum(self._by_uid.values())
 
 
-def find_watch(queue: WatchQueue, wtype: int, object_id: int) -> "Watch | None":
+def find_watch(queue: WatchQueue, wtype: int, object_id: Hashable) -> "Watch | None":
     """The queue's watch on the object, if it has one."""
     return queue.watches.get((wtype, object_id))
 
@@ -89,17 +92,20 @@ def _unhook(watch: Watch, counts: WatchCounts) -> None:
     counts.refund(watch.uid)
 
 
-def remove_watch_from_object(watch: Watch, counts: WatchCounts) -> None:
-    """Unhook one watch and post its removal record (WATCH_META_REMOVAL_NOTIFICATION, with the
-    object's id), which no filter stops but a full queue can still lose."""
+def remove_watch_from_object(watch: Watch, counts: WatchCounts, removal_id: Optional[int] = None) -> None:
+    """Unhook one watch and post its removal record (WATCH_META_REMOVAL_NOTIFICATION), which no
+    filter stops but a full queue can still lose. The record carries the id the caller passes
+    (removal_id; the watch's own id, a key's serial, by default), as the kernel's does."""
     _unhook(watch, counts)
-    watch.queue.post(pack_removal(watch.id, watch.tag), filterable=False)
+    object_id = watch.id if removal_id is None else removal_id
+    assert isinstance(object_id, int)
+    watch.queue.post(pack_removal(object_id, watch.tag), filterable=False)
 
 
-def remove_watch_list(watch_list: list[Watch], counts: WatchCounts) -> None:
+def remove_watch_list(watch_list: list[Watch], counts: WatchCounts, removal_id: Optional[int] = None) -> None:
     """The object is going away: every watch on it is removed, each with its record."""
     for watch in list(watch_list):
-        remove_watch_from_object(watch, counts)
+        remove_watch_from_object(watch, counts, removal_id)
 
 
 def watch_queue_clear(queue: WatchQueue, counts: WatchCounts) -> None:
@@ -111,10 +117,11 @@ def watch_queue_clear(queue: WatchQueue, counts: WatchCounts) -> None:
 
 
 def post_watch_notification(watch_list: list[Watch], rtype: int, subtype: int, length: int,
-                            pack: Callable[[int], bytes]) -> None:
+                            pack: Callable[[int], bytes], flags: int = 0) -> None:
     """__post_watch_notification: every watch on the object gets its own copy, its info the
-    record's length and the watch's tag (info_id), filtered by its queue. pack(info) gives a
-    copy's bytes: each is packed once, and its queue filters on the fields it was packed from."""
+    record's length, its type-specific flags and the watch's tag (info_id), filtered by its
+    queue. pack(info) gives a copy's bytes: each is packed once, and its queue filters on the
+    fields it was packed from."""
     for watch in watch_list:
-        info = length | (watch.tag & 0xFF) << abi.WATCH_INFO_ID__SHIFT
+        info = length | flags | (watch.tag & 0xFF) << abi.WATCH_INFO_ID__SHIFT
         watch.queue.post_fields(pack(info), rtype, subtype, info)
