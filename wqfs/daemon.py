@@ -49,19 +49,22 @@ class Mounted:
     callers: CallerTable
     ops: WqfsOperations  # the FUSE tree, and pyfuse3's handlers
     allow_other: bool    # other users may use the mount (and wqfs run)
+    mount_engine: str = "auto"  # how the host's mount events are read (wqfs.host.feeds.MountFeeds)
 
 
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
-         gc_delay: Optional[float] = None, rcu_grace: Optional[float] = None) -> Mounted:
+         gc_delay: Optional[float] = None, rcu_grace: Optional[float] = None,
+         mount_engine: str = "auto") -> Mounted:
     """Mount (before trio starts, so that a backgrounding fork can report success or failure).
-    gc_delay and rcu_grace: the Kernel's, its defaults (a distribution kernel's) when None."""
+    gc_delay and rcu_grace: the Kernel's, its defaults (a distribution kernel's) when None;
+    mount_engine: "auto", "fanotify" or "mountinfo" (the fallback, forced)."""
     _raise_nofile()
     kernel = Kernel(**{name: value for name, value in (("gc_delay", gc_delay), ("rcu_grace", rcu_grace))
                        if value is not None})
     callers = CallerTable()
     ops = WqfsOperations(kernel, callers, verbose=verbose)
     pyfuse3.init(ops, mountpoint, mount_options(allow_other))
-    return Mounted(kernel, callers, ops, allow_other)
+    return Mounted(kernel, callers, ops, allow_other, mount_engine)
 
 
 def _raise_nofile() -> None:
