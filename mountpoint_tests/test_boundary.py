@@ -114,7 +114,7 @@ def test_the_syscall_front_does_not_lean_on_the_fuse_front(path: pathlib.Path) -
         assert not module.startswith("wqfs.fuse"), f"{_rel(path)}:{line} imports {module}"
 
 
-KERNEL_SOURCE = re.compile(r"\b(security/keys/|kernel/watch_queue\.c|fs/(pipe|namespace|mount_notify|super)\.c|fs/|include/(uapi/)?(linux|asm-generic)/)")
+KERNEL_SOURCE = re.compile(r"\b(security/keys/|security/(security|lsm_audit)\.c|security/smack/|kernel/watch_queue\.c|fs/(pipe|namespace|mount_notify|super)\.c|fs/|include/(uapi/)?(linux|asm-generic)/)")
 
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=_rel)

@@ -1,7 +1,8 @@
-"""Who is asking (include/linux/cred.h's struct cred, and capable() of kernel/capability.c):
-the identity a front derives from the real caller, never from its words."""
+"""Who is asking (include/linux/cred.h's struct cred and current_cred(), and capable() of
+kernel/capability.c): the identity a front derives from the real caller, never from its words."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Hashable, Optional
 
@@ -27,12 +28,16 @@ class Cred:
     # The caller's effective capability set (CapEff), as a bit mask; None when the front did not
     # look, and then capable() takes uid 0 for all of them (what core tests and old fronts assume).
     caps: Optional[int] = None
+    # The task's LSM label (its security blob: for Smack, /proc/PID/attr/current), None where
+    # the front gave none (no module is loaded, or a core test): a module says what None means.
+    label: Optional[str] = None
 
     # A Cred keys the kernel's caches (the possession reach) and is hashed on nearly every
     # request: its hash is computed once, and equal Creds compare by it first.
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.uid, self.gid, self.groups, self.thread, self.process,
-                                                self.session, self.implicit_session, self.caps)))
+                                                self.session, self.implicit_session, self.caps,
+                                                self.label)))
 
     def __hash__(self) -> int:
         return self._hash  # type: ignore[attr-defined]
@@ -44,9 +49,9 @@ class Cred:
             return NotImplemented
         return (self._hash == other._hash  # type: ignore[attr-defined]
                 and (self.uid, self.gid, self.groups, self.thread, self.process, self.session,
-                     self.implicit_session, self.caps)
+                     self.implicit_session, self.caps, self.label)
                 == (other.uid, other.gid, other.groups, other.thread, other.process,  # type: ignore[attr-defined]
-                    other.session, other.implicit_session, other.caps))  # type: ignore[attr-defined]
+                    other.session, other.implicit_session, other.caps, other.label))  # type: ignore[attr-defined]
 
     @property
     def is_admin(self) -> bool:
@@ -60,6 +65,17 @@ class Cred:
 
     def in_group(self, gid: int) -> bool:
         return gid == self.gid or gid in self.groups
+
+
+# current_cred(): the credentials of the system call being served, which a post hands to the
+# post_notification hook as the event generator's. None outside any system call: the event has
+# no task (the key collector, a host mount event), as the hook's cred "may be NULL". Set only
+# while a security module is loaded (security/security.py's bind_current_cred).
+_current: ContextVar[Optional[Cred]] = ContextVar("current_cred", default=None)
+
+
+def current_cred() -> Optional[Cred]:
+    return _current.get()
 
 
 def id_arg(value: int) -> int:

@@ -23,6 +23,7 @@ from .keys import request_key_auth
 from .keys.key import Key, KeySerials, KeyUsers, key_lookup
 from .keys.process_keys import ProcessKeyrings
 from .pipe_accounting import PipeAccounting, PipeLimits, read_pipe_limits
+from .security import LSM, bind_current_cred
 from .watch_queue import WatchCounts, WatchQueue, watch_queue_clear
 
 
@@ -32,9 +33,10 @@ class Kernel:
     def __init__(self, gc_delay: float = abi.KEY_GC_DELAY,
                  clock: Callable[[], float] = time.monotonic, seed: Optional[int] = None,
                  pipe_limits: Callable[[], PipeLimits] = read_pipe_limits,
-                 rcu_grace: float = abi.RCU_GRACE_PERIOD) -> None:
+                 rcu_grace: float = abi.RCU_GRACE_PERIOD, lsm: Optional[LSM] = None) -> None:
         """gc_delay: key_gc_delay; rcu_grace: one RCU grace period (keys/gc.py), 0 for none;
-        pipe_limits: where the fs.pipe-* sysctls come from (the host's, read live, by default)."""
+        pipe_limits: where the fs.pipe-* sysctls come from (the host's, read live, by default);
+        lsm: the security module (security/security.py), chosen once as at boot; None for none."""
         self.keys: dict[int, Key] = {}  # key.c's key_serial_tree
         self.serials = KeySerials(seed)
         self.key_users = KeyUsers()
@@ -47,6 +49,9 @@ class Kernel:
         self.authorities = request_key_auth.Authorities()   # request-key tokens, and who assumed them
         self.mounts = namespace.MountTable()  # the namespaces the mount feeds report, their superblocks
         self._clock = clock
+        self.lsm = lsm  # the one place the hook points look: None costs a single test each
+        if lsm is not None:
+            bind_current_cred(self)  # what a system call posts carries its caller's Cred
 
     def now(self) -> float:
         return self._clock()

@@ -16,11 +16,13 @@ from ... import abi
 from ...records import pack_mount_notification
 from ..cred import Cred
 from ..errors import KernelError
+from ..security.security import security_watch_mount
 from ..watch_queue.queue import WatchQueue
 from ..watch_queue.watch import Watch, add_watch_to_object, find_watch, post_watch_notification, remove_watch_from_object
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
+    from ..security.security import LSM
     from .namespace import MountNamespace, MountTarget
 
 WATCH_AT_FLAGS = abi.AT_NO_AUTOMOUNT | abi.AT_EMPTY_PATH
@@ -46,10 +48,13 @@ def _parent_dentry(mountpoint: str, parent_mountpoint: str) -> Optional[str]:
     return None
 
 
-def notify_mount(ns: MountNamespace, trigger: int, aux: int, subtype: int, flags: int) -> None:
+def notify_mount(ns: MountNamespace, trigger: int, aux: int, subtype: int, flags: int,
+                 lsm: Optional[LSM] = None) -> None:
     """notify_mount + post_mount_notification: the record (triggered_on the trigger's id, aux
     the other mount's or 0), posted at each directory from the trigger's root rootwards, across
-    each mountpoint into the parent, until the namespace's root or a mount that escaped."""
+    each mountpoint into the parent, until the namespace's root or a mount that escaped. lsm:
+    the Kernel's security module, which rules on each copy (the host's events have no
+    generator: current_cred() is None outside a system call)."""
     mount = ns.mounts.get(trigger)
     hops = 0  # a table with a loop in it (the host's, mid-change) ends the walk, as an escape does
     info_flags = flags
@@ -60,7 +65,7 @@ def notify_mount(ns: MountNamespace, trigger: int, aux: int, subtype: int, flags
             if watch_list:
                 post_watch_notification(
                     watch_list, abi.WATCH_TYPE_MOUNT_NOTIFY, subtype, abi.MOUNT_NOTIFICATION_SIZE,
-                    lambda info: pack_mount_notification(subtype, trigger, aux, info), info_flags)
+                    lambda info: pack_mount_notification(subtype, trigger, aux, info), info_flags, lsm)
         else:
             dentry = ""
         info_flags |= abi.NOTIFY_MOUNT_IN_SUBTREE
@@ -81,7 +86,8 @@ def watch_mount(k: Kernel, cred: Cred, target: MountTarget, queue: Optional[Watc
                 watch_limit: int = 1024) -> None:
     """watch_mount(2), after check_watch_args and the path lookup (LOOKUP_DIRECTORY |
     LOOKUP_FOLLOW, MAY_EXEC on the directory as the caller: the front's, on the real path):
-    the queue (EINVAL, get_watch_queue's), then add (EBUSY, EAGAIN past watch_limit) or, for
+    the queue (EINVAL, get_watch_queue's), then add (security_watch_mount; EBUSY, EAGAIN past
+    watch_limit) or, for
     -1, remove (EBADSLT), its removal record carrying the mount's id."""
     if queue is None or queue.defunct:
         raise KernelError(errno.EINVAL, "not a notification queue")
@@ -91,8 +97,10 @@ def watch_mount(k: Kernel, cred: Cred, target: MountTarget, queue: Optional[Watc
         raise KernelError(errno.ENOENT, f"mount {target.mnt_id} is not in the namespace")
     object_id = (target.mnt_id, target.dentry)
     if watch_id >= 0:
+        if k.lsm is not None:
+            security_watch_mount(k.lsm, cred, target)
         watch_list = mount.watchers.setdefault(target.dentry, [])
-        watch = Watch(queue, watch_list, abi.WATCH_TYPE_MOUNT_NOTIFY, object_id, watch_id, cred.uid)
+        watch = Watch(queue, watch_list, abi.WATCH_TYPE_MOUNT_NOTIFY, object_id, watch_id, cred.uid, cred)
         try:
             add_watch_to_object(watch, k.watch_counts, watch_limit)
         finally:

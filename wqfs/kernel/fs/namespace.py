@@ -152,7 +152,7 @@ def attach_mounts(k: Kernel, ns_key: Hashable, infos: Iterable[MountInfo]) -> No
         if info.parent in new_ids:
             continue
         flags = abi.NOTIFY_MOUNT_IS_NOW_RO if info.sb_ro else 0
-        mount_notify.notify_mount(ns, info.parent, info.id, abi.NOTIFY_MOUNT_NEW_MOUNT, flags)
+        mount_notify.notify_mount(ns, info.parent, info.id, abi.NOTIFY_MOUNT_NEW_MOUNT, flags, k.lsm)
 
 
 def umount_mounts(k: Kernel, ns_key: Hashable, mnt_ids: Iterable[int]) -> None:
@@ -166,7 +166,7 @@ def umount_mounts(k: Kernel, ns_key: Hashable, mnt_ids: Iterable[int]) -> None:
     gone_ids = {m.id for m in gone}
     for mount in gone:
         if mount.info.parent not in gone_ids:
-            mount_notify.notify_mount(ns, mount.info.parent, mount.id, abi.NOTIFY_MOUNT_UNMOUNT, 0)
+            mount_notify.notify_mount(ns, mount.info.parent, mount.id, abi.NOTIFY_MOUNT_UNMOUNT, 0, k.lsm)
     for mount in gone:
         _forget(k, ns, mount)
 
@@ -179,9 +179,9 @@ def move_mount(k: Kernel, ns_key: Hashable, info: MountInfo) -> None:
     if ns is None or mount is None:
         attach_mounts(k, ns_key, [info])
         return
-    mount_notify.notify_mount(ns, mount.info.parent, mount.id, abi.NOTIFY_MOUNT_MOVE_FROM, 0)
+    mount_notify.notify_mount(ns, mount.info.parent, mount.id, abi.NOTIFY_MOUNT_MOVE_FROM, 0, k.lsm)
     mount.info = info
-    mount_notify.notify_mount(ns, info.parent, mount.id, abi.NOTIFY_MOUNT_MOVE_TO, 0)
+    mount_notify.notify_mount(ns, info.parent, mount.id, abi.NOTIFY_MOUNT_MOVE_TO, 0, k.lsm)
 
 
 def change_mount(k: Kernel, ns_key: Hashable, info: MountInfo) -> None:
@@ -204,10 +204,10 @@ def change_mount(k: Kernel, ns_key: Hashable, info: MountInfo) -> None:
         sb_changed = True  # another of its mounts reported the superblock first
     if not sb_changed and old.ro != info.ro:
         flags = abi.NOTIFY_MOUNT_IS_NOW_RO if info.ro else 0
-        mount_notify.notify_mount(ns, info.id, 0, abi.NOTIFY_MOUNT_READONLY, flags)
+        mount_notify.notify_mount(ns, info.id, 0, abi.NOTIFY_MOUNT_READONLY, flags, k.lsm)
     if sb_changed or old.mnt_opts != info.mnt_opts:
         flags = abi.NOTIFY_MOUNT_IS_NOW_RO if info.nosuid else 0
-        mount_notify.notify_mount(ns, info.id, 0, abi.NOTIFY_MOUNT_SETATTR, flags)
+        mount_notify.notify_mount(ns, info.id, 0, abi.NOTIFY_MOUNT_SETATTR, flags, k.lsm)
 
 
 def mount_resync(k: Kernel, ns_key: Hashable, infos: Iterable[MountInfo]) -> None:

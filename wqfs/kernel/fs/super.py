@@ -13,11 +13,13 @@ from ... import abi
 from ...records import pack_sb_error, pack_sb_notification
 from ..cred import Cred
 from ..errors import KernelError
+from ..security.security import security_watch_sb
 from ..watch_queue.queue import WatchQueue
 from ..watch_queue.watch import Watch, add_watch_to_object, find_watch, post_watch_notification, remove_watch_from_object, remove_watch_list
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
+    from ..security.security import LSM
     from .namespace import MountTarget
 
 
@@ -54,9 +56,9 @@ def put_super(k: Kernel, sb_id: int) -> None:
         remove_watch_list(sb.watchers, k.watch_counts, sb_id)
 
 
-def notify_sb(sb: Superblock, subtype: int, flags: int = 0) -> None:
+def notify_sb(sb: Superblock, subtype: int, flags: int = 0, lsm: Optional[LSM] = None) -> None:
     post_watch_notification(sb.watchers, abi.WATCH_TYPE_SB_NOTIFY, subtype, abi.SUPERBLOCK_NOTIFICATION_SIZE,
-                            lambda info: pack_sb_notification(subtype, sb.id, info), flags)
+                            lambda info: pack_sb_notification(subtype, sb.id, info), flags, lsm)
 
 
 def reconfigure_super(k: Kernel, sb_id: int, ro: bool, opts: str) -> bool:
@@ -68,7 +70,7 @@ def reconfigure_super(k: Kernel, sb_id: int, ro: bool, opts: str) -> bool:
         return False
     went_ro = ro and not sb.ro
     sb.ro, sb.opts = ro, opts
-    notify_sb(sb, abi.NOTIFY_SUPERBLOCK_READONLY, abi.NOTIFY_SUPERBLOCK_IS_NOW_RO if went_ro else 0)
+    notify_sb(sb, abi.NOTIFY_SUPERBLOCK_READONLY, abi.NOTIFY_SUPERBLOCK_IS_NOW_RO if went_ro else 0, k.lsm)
     return True
 
 
@@ -78,7 +80,8 @@ def notify_sb_error(k: Kernel, sb_id: int, error: int) -> None:
     if sb is None:
         return
     post_watch_notification(sb.watchers, abi.WATCH_TYPE_SB_NOTIFY, abi.NOTIFY_SUPERBLOCK_ERROR,
-                            abi.SUPERBLOCK_ERROR_NOTIFICATION_SIZE, lambda info: pack_sb_error(sb.id, error, info))
+                            abi.SUPERBLOCK_ERROR_NOTIFICATION_SIZE, lambda info: pack_sb_error(sb.id, error, info),
+                            lsm=k.lsm)
 
 
 def superblock_watch_count(k: Kernel, sb_id: int) -> int:
@@ -91,14 +94,17 @@ def watch_sb(k: Kernel, cred: Cred, target: MountTarget, queue: Optional[WatchQu
     """watch_sb(2), after mount_notify.check_watch_args and the path lookup (the patch passes
     at_flags where the lookup flags belong, so the last symlink is not followed, a file will do,
     and AT_EMPTY_PATH does not take; MAY_EXEC as the caller: the front's): the queue (EINVAL),
-    then add (EBUSY, EAGAIN) or, for -1, remove (EBADSLT), the record carrying the sb's id."""
+    then add (security_watch_sb, after the superblock's own EIO here since the module is shown
+    the superblock; EBUSY, EAGAIN) or, for -1, remove (EBADSLT), the record carrying the sb's id."""
     if queue is None or queue.defunct:
         raise KernelError(errno.EINVAL, "not a notification queue")
     sb = k.mounts.superblocks.get(target.dev)
     if sb is None:
         raise KernelError(errno.EIO, f"superblock {target.dev:#x} is going away")
     if watch_id >= 0:
-        add_watch_to_object(Watch(queue, sb.watchers, abi.WATCH_TYPE_SB_NOTIFY, sb.id, watch_id, cred.uid),
+        if k.lsm is not None:
+            security_watch_sb(k.lsm, cred, sb)
+        add_watch_to_object(Watch(queue, sb.watchers, abi.WATCH_TYPE_SB_NOTIFY, sb.id, watch_id, cred.uid, cred),
                             k.watch_counts, watch_limit)
         return
     existing = find_watch(queue, abi.WATCH_TYPE_SB_NOTIFY, sb.id)

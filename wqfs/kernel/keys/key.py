@@ -17,6 +17,7 @@ from ... import abi
 from ...records import KEY_RECORD
 from ..cred import Cred
 from ..errors import KernelError
+from ..security.security import security_key_alloc
 from ..watch_queue import post_watch_notification
 from .key_type import KeyType
 
@@ -42,7 +43,7 @@ class Key:
     __slots__ = ("serial", "type", "description", "payload", "uid", "gid", "perm", "state",
                  "reject_error", "revoked_at", "invalidated", "expiry", "dead", "ctime_ns",
                  "mtime_ns", "watchers", "parents", "members", "pins",
-                 "restricted", "quota_bytes", "generation", "constructor_uid", "subrings")
+                 "restricted", "quota_bytes", "generation", "constructor_uid", "subrings", "security")
 
     def __init__(self, serial: int, ktype: KeyType, description: str, uid: int, gid: int,
                  perm: int, generation: int) -> None:
@@ -71,6 +72,7 @@ class Key:
         self.generation = generation
         self.constructor_uid: Optional[int] = None
         self.subrings: dict[int, Key] = {}  # member keyrings, so possession searches skip plain keys
+        self.security: Optional[str] = None  # the security module's label (key->security)
 
     @property
     def is_keyring(self) -> bool:
@@ -177,14 +179,15 @@ def check_update_payload(plen: int) -> None:
         raise KernelError(errno.EINVAL, "an update payload is at most 4096 bytes")
 
 
-def notify_key(key: Key, subtype: int, aux: int = 0) -> None:
-    """notify_key: a record of the key's change to every watch on it."""
+def notify_key(k: Kernel, key: Key, subtype: int, aux: int = 0) -> None:
+    """notify_key: a record of the key's change to every watch on it, posted as current_cred()
+    (the system call that changed it), through the security module if one is loaded."""
     if key.watchers:
         word0 = abi.WATCH_TYPE_KEY_NOTIFY | subtype << 24
         key_id, aux = key.serial & 0xFFFFFFFF, aux & 0xFFFFFFFF
         pack = KEY_RECORD.pack
         post_watch_notification(key.watchers, abi.WATCH_TYPE_KEY_NOTIFY, subtype, KEY_RECORD.size,
-                                lambda info: pack(word0, info, key_id, aux))
+                                lambda info: pack(word0, info, key_id, aux), lsm=k.lsm)
 
 
 def key_payload_reserve(k: Kernel, key: Key, new_bytes: int) -> None:
@@ -197,7 +200,8 @@ def key_payload_reserve(k: Kernel, key: Key, new_bytes: int) -> None:
 
 def key_alloc(k: Kernel, cred: Cred, ktype: KeyType, description: str, perm: int,
               uid: Optional[int] = None, gid: Optional[int] = None, in_quota: bool = True) -> Key:
-    """A new key under construction, charged to its owner (EDQUOT) unless not in quota."""
+    """A new key under construction, charged to its owner (EDQUOT) unless not in quota, and
+    labelled by the security module (security_key_alloc, whose refusal gives the quota back)."""
     quota = desc_quota(description)
     if quota > abi.KEY_MAX_DESC_SIZE + 1:
         raise KernelError(errno.EINVAL, "description longer than 4096 bytes")
@@ -207,6 +211,13 @@ def key_alloc(k: Kernel, cred: Cred, ktype: KeyType, description: str, perm: int
     k.serials.generation += 1
     key = Key(k.serials.allocate(k.keys), ktype, description, owner,
               cred.gid if gid is None else gid, perm, k.serials.generation)
+    if k.lsm is not None:
+        try:
+            security_key_alloc(k.lsm, key, cred)
+        except KernelError:
+            if in_quota:
+                k.key_users.charge(owner, -1, -quota)
+            raise
     key.quota_bytes = quota if in_quota else -1
     k.keys[key.serial] = key
     if ktype.is_keyring:
@@ -222,7 +233,7 @@ def instantiate(k: Kernel, key: Key, payload: bytes) -> None:
     key.payload = payload
     key.state = KeyState.POSITIVE
     key.touch()
-    notify_key(key, abi.NOTIFY_KEY_INSTANTIATED, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_INSTANTIATED, 0)
 
 
 def key_reject(k: Kernel, key: Key, timeout: int, error: int) -> None:
@@ -232,7 +243,7 @@ def key_reject(k: Kernel, key: Key, timeout: int, error: int) -> None:
     key.expiry = k.now() + timeout
     k.gc.timed.add(key)
     key.touch()
-    notify_key(key, abi.NOTIFY_KEY_INSTANTIATED, -error & 0xFFFFFFFF)
+    notify_key(k, key, abi.NOTIFY_KEY_INSTANTIATED, -error & 0xFFFFFFFF)
 
 
 def key_update(k: Kernel, key: Key, payload: bytes) -> None:
@@ -244,7 +255,7 @@ def key_update(k: Kernel, key: Key, payload: bytes) -> None:
     key.payload = payload
     key.state = KeyState.POSITIVE
     key.touch()
-    notify_key(key, abi.NOTIFY_KEY_UPDATED, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_UPDATED, 0)
 
 
 def key_revoke(k: Kernel, key: Key) -> None:
@@ -260,7 +271,7 @@ def key_revoke(k: Kernel, key: Key) -> None:
         from .keyring import keyring_release_members
         keyring_release_members(k, key)
     k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_REVOKED, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_REVOKED, 0)
     k.gc.wake()
 
 
@@ -272,7 +283,7 @@ def key_invalidate(k: Kernel, key: Key) -> None:
     key.touch()
     k.gc.timed.add(key)
     k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_INVALIDATED, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_INVALIDATED, 0)
     k.gc.wake()
 
 

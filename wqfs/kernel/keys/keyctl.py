@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Optional
 from ... import abi
 from ..cred import Cred
 from ..errors import KernelError
+from ..security.security import security_key_getsecurity, security_watch_key
 from ..watch_queue import Watch, WatchQueue, add_watch_to_object, find_watch, remove_watch_from_object
 from . import permission
 from .key import (Key, KeyState, check_add_key_payload, check_update_payload, describe_key, instantiate, key_alloc, key_invalidate, key_revoke,
@@ -214,7 +215,7 @@ def setperm(k: Kernel, cred: Cred, key_id: int, perm: int) -> None:
     key.perm = perm
     key.ctime_ns = time.time_ns()
     k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_SETATTR, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_SETATTR, 0)
 
 
 def chown(k: Kernel, cred: Cred, key_id: int, uid: int, gid: int) -> None:
@@ -236,7 +237,7 @@ def chown(k: Kernel, cred: Cred, key_id: int, uid: int, gid: int) -> None:
         key.gid = gid
     key.ctime_ns = time.time_ns()
     k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_SETATTR, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_SETATTR, 0)
 
 
 def set_timeout(k: Kernel, cred: Cred, key_id: int, timeout: int) -> None:
@@ -245,7 +246,7 @@ def set_timeout(k: Kernel, cred: Cred, key_id: int, timeout: int) -> None:
     key_set_timeout(k, key, timeout)
     key.ctime_ns = time.time_ns()
     k.process.changed()
-    notify_key(key, abi.NOTIFY_KEY_SETATTR, 0)
+    notify_key(k, key, abi.NOTIFY_KEY_SETATTR, 0)
 
 
 def restrict_keyring(k: Kernel, cred: Cred, ring_id: int, type_name: Optional[str],
@@ -260,7 +261,7 @@ def restrict_keyring(k: Kernel, cred: Cred, ring_id: int, type_name: Optional[st
     if type_name is not None:
         lookup_type(type_name)
         raise KernelError(errno.ENOENT, f"{type_name} keys define no link restrictions")
-    keyring_restrict(ring)
+    keyring_restrict(k, ring)
 
 
 def search(k: Kernel, cred: Cred, ring_id: int, type_name: str, description: str, dest_id: int = 0) -> int:
@@ -285,16 +286,20 @@ def get_keyring_id(k: Kernel, cred: Cred, key_id: int, create: bool) -> int:
 
 
 def get_security(k: Kernel, cred: Cred, key_id: int) -> str:
-    """KEYCTL_GET_SECURITY: VIEW (or the authority); no LSM labels a key here, so ""."""
+    """KEYCTL_GET_SECURITY: VIEW (or the authority); the label the security module gave the
+    key (security_key_getsecurity), "" with no module or no label."""
     try:
-        lookup_user_key(k, cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
+        key, _ = lookup_user_key(k, cred, key_id, abi.KEY_VIEW, partial=True)  # no CREATE
     except KernelError as error:
         # as describe, but without the authority it is key_get_instantiation_authkey's ENOKEY
         if error.errno != errno.EACCES:
             raise
         if not has_authority(k, cred, key_id):
             raise KernelError(errno.ENOKEY, "no VIEW, and no request-key authority for the key") from None
-    return ""
+        key = k.keys[key_id]
+    if k.lsm is None:
+        return ""
+    return security_key_getsecurity(k.lsm, key)
 
 
 def assume_authority(k: Kernel, cred: Cred, key_id: int) -> int:
@@ -322,15 +327,18 @@ def capabilities() -> bytes:
 
 def watch_key(k: Kernel, cred: Cred, key_id: int, queue: Optional[WatchQueue], tag: int,
               watch_limit: int = 1024) -> None:
-    """KEYCTL_WATCH_KEY: VIEW on the key. The tag's range, the key, the queue, then add (EBUSY,
-    EAGAIN past watch_limit, the caller's RLIMIT_NOFILE) or, for tag -1, remove (EBADSLT)."""
+    """KEYCTL_WATCH_KEY: VIEW on the key. The tag's range, the key, the queue, then add (the
+    security module's say, security_watch_key; EBUSY, EAGAIN past watch_limit, the caller's
+    RLIMIT_NOFILE) or, for tag -1, remove (EBADSLT)."""
     if tag < -1 or tag > 0xFF:
         raise KernelError(errno.EINVAL, "the watch tag is -1..255")
     key, _ = lookup_user_key(k, cred, key_id, abi.KEY_VIEW, create=True)
     if queue is None or queue.defunct:
         raise KernelError(errno.EINVAL, "not a notification queue")
     if tag >= 0:
-        watch = Watch(queue, key.watchers, abi.WATCH_TYPE_KEY_NOTIFY, key.serial, tag, cred.uid)
+        if k.lsm is not None:
+            security_watch_key(k.lsm, cred, key)
+        watch = Watch(queue, key.watchers, abi.WATCH_TYPE_KEY_NOTIFY, key.serial, tag, cred.uid, cred)
         add_watch_to_object(watch, k.watch_counts, watch_limit)
         return
     existing = find_watch(queue, abi.WATCH_TYPE_KEY_NOTIFY, key.serial)

@@ -96,7 +96,7 @@ def key_link(k: Kernel, ring: Key, key: Key, charged: bool = False) -> None:
             ring.subrings[key.serial] = key
             k.process.changed()
     ring.touch()
-    notify_key(ring, abi.NOTIFY_KEY_LINKED, key.serial)
+    notify_key(k, ring, abi.NOTIFY_KEY_LINKED, key.serial)
 
 
 def _remove_link(k: Kernel, ring: Key, key: Key) -> None:
@@ -129,7 +129,7 @@ def key_unlink(k: Kernel, ring: Key, key: Key) -> None:
         key_payload_reserve(k, ring, max(desc_quota(ring.description),
                                          ring.quota_bytes - abi.KEYQUOTA_LINK_BYTES))
     ring.touch()
-    notify_key(ring, abi.NOTIFY_KEY_UNLINKED, key.serial)
+    notify_key(k, ring, abi.NOTIFY_KEY_UNLINKED, key.serial)
 
 
 def key_move(k: Kernel, key: Key, source: Key, target: Key, flags: int) -> None:
@@ -149,7 +149,7 @@ def key_move(k: Kernel, key: Key, source: Key, target: Key, flags: int) -> None:
         key.pins += 1  # keep it alive between the unlink and the link
         _remove_link(k, source, key)
         source.touch()
-        notify_key(source, abi.NOTIFY_KEY_UNLINKED, key.serial)
+        notify_key(k, source, abi.NOTIFY_KEY_UNLINKED, key.serial)
     key_link(k, target, key, charged)
     key.pins -= 1
 
@@ -169,17 +169,17 @@ def keyring_clear(k: Kernel, ring: Key) -> None:
     check_keyring(ring)
     keyring_release_members(k, ring)
     ring.touch()
-    notify_key(ring, abi.NOTIFY_KEY_CLEARED, 0)
+    notify_key(k, ring, abi.NOTIFY_KEY_CLEARED, 0)
 
 
-def keyring_restrict(ring: Key) -> None:
+def keyring_restrict(k: Kernel, ring: Key) -> None:
     """A keyring that takes no more links (EEXIST if it has a restriction already);
     NOTIFY_KEY_SETATTR."""
     if ring.restricted is not None:
         raise KernelError(errno.EEXIST, f"keyring {ring.serial} is already restricted")
     ring.restricted = ""
     ring.ctime_ns = time.time_ns()
-    notify_key(ring, abi.NOTIFY_KEY_SETATTR, 0)
+    notify_key(k, ring, abi.NOTIFY_KEY_SETATTR, 0)
 
 
 def keyring_detect_cycle(ring: Key, key: Key) -> None:

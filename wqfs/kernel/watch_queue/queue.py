@@ -126,6 +126,20 @@ class WatchQueue:
             return False
         return self._enqueue(record)
 
+    def accepts(self, rtype: int, subtype: int, info: int) -> bool:
+        """Whether a filterable record with this header would pass the queue's filter (one
+        that does not is counted as filtered), for a poster that asks more before enqueue()."""
+        if self.defunct:
+            return False
+        if self.filter is not None and not self.filter.matches(rtype, subtype, info):
+            self._filtered += 1
+            return False
+        return True
+
+    def enqueue(self, record: bytes) -> bool:
+        """Queue a record that accepts() let through; False if it was lost."""
+        return self._enqueue(record)
+
     def _enqueue(self, record: bytes) -> bool:
         if len(self._records) >= self.capacity:
             self._lost += 1

@@ -12,30 +12,34 @@ import errno
 from typing import TYPE_CHECKING, Callable, Hashable, Optional
 
 from ... import abi
+from ..cred import Cred, current_cred
 from ..errors import KernelError
 from ...records import pack_removal
 
 if TYPE_CHECKING:
+    from ..security.security import LSM
     from .queue import WatchQueue
 
 
 class Watch:
     """struct watch: the queue, the object's watch list, its type and id, the tag (info_id)
-    every record it delivers carries, and the user whose nr_watches it is charged to.
+    every record it delivers carries, the user whose nr_watches it is charged to, and the
+    setter's Cred (watch->cred, which post_notification is given as w_cred).
 
     The id is what the queue tells its watches apart by: a key's serial, a superblock's id,
     or, for a mount watch, the watched directory (its mount and its path in that mount)."""
 
-    __slots__ = ("queue", "watch_list", "type", "id", "tag", "uid")
+    __slots__ = ("queue", "watch_list", "type", "id", "tag", "uid", "cred")
 
     def __init__(self, queue: WatchQueue, watch_list: list[Watch], wtype: int, object_id: Hashable,
-                 tag: int, uid: int) -> None:
+                 tag: int, uid: int, cred: Optional[Cred] = None) -> None:
         self.queue = queue
         self.watch_list = watch_list
         self.type = wtype
         self.id = object_id
         self.tag = tag
         self.uid = uid
+        self.cred = cred
 
     @property
     def index(self) -> tuple[int, Hashable]:
@@ -117,11 +121,33 @@ def watch_queue_clear(queue: WatchQueue, counts: WatchCounts) -> None:
 
 
 def post_watch_notification(watch_list: list[Watch], rtype: int, subtype: int, length: int,
-                            pack: Callable[[int], bytes], flags: int = 0) -> None:
+                            pack: Callable[[int], bytes], flags: int = 0, lsm: Optional[LSM] = None) -> None:
     """__post_watch_notification: every watch on the object gets its own copy, its info the
     record's length, its type-specific flags and the watch's tag (info_id), filtered by its
     queue. pack(info) gives a copy's bytes: each is packed once, and its queue filters on the
-    fields it was packed from."""
+    fields it was packed from. lsm, the Kernel's security module if one is loaded, rules on
+    each copy that passed the filter (security_post_notification): see _post_checked."""
+    if lsm is not None:
+        _post_checked(watch_list, rtype, subtype, length, pack, flags, lsm)
+        return
     for watch in watch_list:
         info = length | flags | (watch.tag & 0xFF) << abi.WATCH_INFO_ID__SHIFT
         watch.queue.post_fields(pack(info), rtype, subtype, info)
+
+
+def _post_checked(watch_list: list[Watch], rtype: int, subtype: int, length: int,
+                  pack: Callable[[int], bytes], flags: int, lsm: LSM) -> None:
+    """The loop with the module asked, in the kernel's order: the queue's filter, then
+    post_notification(watch->cred, the generator's cred, the copy), then the ring. The
+    generator is current_cred(): the system call being served, or None (no task)."""
+    cred = current_cred()
+    hook = lsm.post_notification
+    for watch in watch_list:
+        info = length | flags | (watch.tag & 0xFF) << abi.WATCH_INFO_ID__SHIFT
+        queue = watch.queue
+        if not queue.accepts(rtype, subtype, info):
+            continue
+        record = pack(info)
+        if hook(watch.cred, cred, rtype, subtype, info, record):
+            continue  # refused: this copy is dropped, silently
+        queue.enqueue(record)
