@@ -24,7 +24,7 @@ import resource
 import signal
 import time
 from dataclasses import dataclass
-from typing import Hashable, Iterator, Optional
+from typing import Callable, Hashable, Iterator, Optional
 
 from .kernel import Cred, KernelError
 
@@ -49,7 +49,8 @@ class TaskInfo:
     caps: int = 0             # CapEff, 0 for a task in another user namespace
     joined: bool = False      # session is a keyring session the process has (or inherited)
 
-    def cred(self, implicit_session: bool, fsuid: Optional[int] = None, fsgid: Optional[int] = None) -> Cred:
+    def cred(self, implicit_session: bool, fsuid: Optional[int] = None, fsgid: Optional[int] = None,
+             label: Optional[str] = None) -> Cred:
         """The task's Cred: the only place one is made from what /proc says, for both fronts.
 
         fsuid and fsgid are the task's own (its status now) unless given: a FUSE request gives
@@ -57,13 +58,14 @@ class TaskInfo:
         process without a session keyring (KEY_LOOKUP_CREATE joins a new one, any other lookup
         installs the user-session keyring), which the syscall front keeps and the tree turns
         off (see Cred). What is installed so belongs to that process alone (and the children it
-        forks later): its session token is its own until it has one (own_session)."""
+        forks later): its session token is its own until it has one (own_session). label: the
+        task's security label, as the front's security configuration says (wqfs/lsmconfig.py)."""
         session: Hashable = self.session
         if implicit_session and not self.joined:
             session = own_session(self.process)
         return Cred(self.fsuid if fsuid is None else fsuid, self.fsgid if fsgid is None else fsgid,
                     self.groups, self.thread, self.process, session,
-                    implicit_session=implicit_session, caps=self.caps)
+                    implicit_session=implicit_session, caps=self.caps, label=label)
 
 
 def own_session(process: tuple[int, int]) -> tuple[str, int, int]:
@@ -167,6 +169,9 @@ class CallerTable:
         self._tokens = 0
         self._own_userns = _userns(None)
         self._creds: dict[int, tuple[float, int, int, int, Cred]] = {}  # FUSE callers: see cred()
+        # labels(tid, fsuid, dir_fd): a caller's security label (lsmconfig.Security.label_of), or
+        # None with no security module, when Creds carry no label
+        self.labels: Optional[Callable[[int, int, Optional[int]], Optional[str]]] = None
 
     def task(self, tid: int, dir_fd: Optional[int] = None) -> TaskInfo:
         """Who the task is now. Credentials and groups are read on every call (setfsuid and
@@ -298,7 +303,8 @@ class CallerTable:
             if fd is not None:
                 os.close(fd)
             raise KernelError(errno.ESRCH, f"caller {tid} is not visible in /proc") from None
-        cred = info.cred(implicit_session=False, fsuid=uid, fsgid=gid)
+        label = self.labels(tid, uid, None) if self.labels is not None else None
+        cred = info.cred(implicit_session=False, fsuid=uid, fsgid=gid, label=label)
         if cred == previous:
             cred = previous  # the same object, so that the kernel's caches keyed by it hit at once
         if fd is None:

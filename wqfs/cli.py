@@ -114,9 +114,14 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 
 def _init(mountpoint: str, args: argparse.Namespace):
-    from . import daemon
+    from . import daemon, lsmconfig
     try:
-        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace)
+        security = lsmconfig.configure(args.lsm, args.smack_rules, args.smack_label_map, args.verbose)
+    except lsmconfig.ConfigError as error:
+        raise UsageError(str(error)) from None
+    try:
+        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace,
+                           security=security)
     except RuntimeError as error:
         hint = " (is user_allow_other set in /etc/fuse.conf?)" if args.allow_other and os.getuid() else ""
         raise UsageError(f"cannot mount at {mountpoint}: {error}{hint}") from None
@@ -153,6 +158,22 @@ def cmd_unmount(args: argparse.Namespace) -> int:
     why = force_unmount(real)  # no daemon answered, or it did not unmount in time
     if why is not None:
         raise UsageError(f"cannot unmount {path}: {why}")
+    return 0
+
+
+def cmd_smack_reload(args: argparse.Namespace) -> int:
+    """Have the daemon read its --smack-rules file again (the whole rule set replaced, or the
+    old one kept and the bad line named)."""
+    from .syscalls import server
+    path = args.mountpoint
+    if mount_type(path) != WQFS_TYPE:
+        raise UsageError(f"{path} is not a wqfs mount")
+    reply = server.request_reload(mount_path(path))
+    if reply is None:
+        raise UsageError(f"no daemon answered at {path}")
+    if not reply.startswith("ok"):
+        raise UsageError(f"cannot reload the rules of {path}: {reply}")
+    print(f"wqfs: {reply[3:]}")
     return 0
 
 
@@ -201,7 +222,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     try:
-        return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session)
+        return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session,
+                   label=args.smack_label)
     except RunError as error:
         raise UsageError(str(error)) from None
 
@@ -277,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
                             f"and the key freed as long after that (default {abi.RCU_GRACE_PERIOD:g}, a "
                             "distribution kernel's; 0: at once)")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
+    mount.add_argument("--lsm", metavar="MODULE",
+                       help="a security module: smack, or python:MODULE:CLASS (a subclass of wqfs.kernel.LSM)")
+    mount.add_argument("--smack-rules", metavar="FILE",
+                       help="Smack's rules, \"subject object access\" a line (smackfs load2); "
+                            "`wqfs smack-reload` reads it again")
+    mount.add_argument("--smack-label-map", metavar="FILE",
+                       help="\"UID LABEL\" lines: the label of the tree's callers by uid (default _)")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)
 
@@ -286,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "the user who mounted, or root, may. A mount whose daemon died is unmounted lazily.")
     unmount.add_argument("mountpoint", help="a wqfs mount")
     unmount.set_defaults(func=cmd_unmount)
+
+    reload = _command(sub, "smack-reload", "reload the Smack rules of a mount",
+                      "Have the daemon of MOUNTPOINT read its --smack-rules file again: the whole rule set\n"
+                      "is replaced at once or, if a line is bad, kept as it was (the line is named).\n"
+                      "Only the user who mounted, or root, may.")
+    reload.add_argument("mountpoint", help="a wqfs mount with --lsm smack")
+    reload.set_defaults(func=cmd_smack_reload)
 
     from . import watchcmd
     watch = sub.add_parser("watch", help="print key notifications as they come",
@@ -314,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new-session", action="store_true",
                      help="start the program with a new session keyring of its own (as `keyctl session -`), "
                           "which the processes it starts share")
+    run.add_argument("--smack-label", metavar="LABEL",
+                     help="run the program and its children with this Smack label (the daemon must "
+                          "run a security module; choosing a label takes the daemon's uid or CAP_MAC_ADMIN)")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
     parser.commands = sub.choices  # type: ignore[attr-defined]  (main: each command's own usage)

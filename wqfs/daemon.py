@@ -19,6 +19,7 @@ import trio
 from . import background
 from .callers import CallerTable
 from .kernel import Kernel
+from .lsmconfig import Security
 from .mounts import default_mountpoint  # noqa: F401 (the daemon's default, defined with the mount checks)
 from .fuse.operations import WqfsOperations
 from .fuse.requests import REQUESTS
@@ -50,21 +51,25 @@ class Mounted:
     ops: WqfsOperations  # the FUSE tree, and pyfuse3's handlers
     allow_other: bool    # other users may use the mount (and wqfs run)
     mount_engine: str = "auto"  # how the host's mount events are read (wqfs.host.feeds.MountFeeds)
+    security: Optional[Security] = None  # the security module and the callers' labels (lsmconfig.py)
 
 
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
          gc_delay: Optional[float] = None, rcu_grace: Optional[float] = None,
-         mount_engine: str = "auto") -> Mounted:
+         mount_engine: str = "auto", security: Optional[Security] = None) -> Mounted:
     """Mount (before trio starts, so that a backgrounding fork can report success or failure).
     gc_delay and rcu_grace: the Kernel's, its defaults (a distribution kernel's) when None;
-    mount_engine: "auto", "fanotify" or "mountinfo" (the fallback, forced)."""
+    mount_engine: "auto", "fanotify" or "mountinfo" (the fallback, forced); security: the
+    module the Kernel runs with and how callers are labelled (lsmconfig.configure), or None."""
     _raise_nofile()
     kernel = Kernel(**{name: value for name, value in (("gc_delay", gc_delay), ("rcu_grace", rcu_grace))
-                       if value is not None})
+                       if value is not None}, lsm=security.lsm if security is not None else None)
     callers = CallerTable()
+    if security is not None:
+        callers.labels = security.label_of
     ops = WqfsOperations(kernel, callers, verbose=verbose)
     pyfuse3.init(ops, mountpoint, mount_options(allow_other))
-    return Mounted(kernel, callers, ops, allow_other, mount_engine)
+    return Mounted(kernel, callers, ops, allow_other, mount_engine, security)
 
 
 def _raise_nofile() -> None:
@@ -83,13 +88,15 @@ async def _serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[
     REQUESTS.bind_thread()
     ops = mounted.ops
     front = SyscallFront(mounted.kernel, ops.pipes, mountpoint, mounted.callers)
+    front.security = mounted.security
     async with trio.open_nursery() as nursery:
         nursery.start_soon(background.run_gc, mounted.kernel)
         nursery.start_soon(background.run_reaper, mounted.kernel, mounted.callers)
         nursery.start_soon(front.transfers.watch)
         nursery.start_soon(_signals, ops)
         await nursery.start(server.serve, front, mountpoint, mounted.allow_other,
-                            lambda: _unmount_requested(ops, nursery))
+                            lambda: _unmount_requested(ops, nursery),
+                            mounted.security.reload if mounted.security is not None else None)
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)

@@ -13,7 +13,7 @@ import logging
 import os
 import select
 import struct
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 import trio
 
@@ -77,11 +77,13 @@ class SyscallFront:
         self.dropped = 0
         self.transfers = TransferPool()
         self.upcalls = Upcalls(self)  # request_key's /sbin/request-key helpers
+        self.security: Optional[Any] = None  # the mount's lsmconfig.Security, if it has a module
 
     # ------------------------------------------------------------ the loop
 
-    async def serve(self, listener: int) -> None:
-        """Answer notifications until every supervised task is gone."""
+    async def serve(self, listener: int, label: Optional[str] = None) -> None:
+        """Answer notifications until every supervised task is gone; label: the security label
+        of every task under this listener (`wqfs run --smack-label`), None for their own."""
         poller = select.poll()
         poller.register(listener, select.POLLIN)
         try:
@@ -99,16 +101,16 @@ class SyscallFront:
                         if error.errno in (errno.ENOENT, errno.EINTR):
                             continue  # the caller went away before we looked
                         raise
-                    nursery.start_soon(self._answer, listener, notif)
+                    nursery.start_soon(self._answer, listener, notif, label)
         finally:
             os.close(listener)
 
-    async def _answer(self, listener: int, notif: Notification) -> None:
+    async def _answer(self, listener: int, notif: Notification, label: Optional[str] = None) -> None:
         self.served += 1
         if TRAP_DELAY:
             await trio.sleep(TRAP_DELAY)
         try:
-            call = Trapped(listener, notif, self.transfers, self.callers)
+            call = Trapped(listener, notif, self.transfers, self.callers, label)
         except Dropped:
             self.dropped += 1
             return  # killed or interrupted before we looked: the kernel restarts or drops it
@@ -389,12 +391,11 @@ class SyscallFront:
             k.set_timeout(cred, _i32(a2), _u32(a3))
             return 0
         if option == abi.KEYCTL_GET_SECURITY:
-            k.get_security(cred, _i32(a2))
-            if a3 and a4 > 0:  # no LSM: an empty string, copied whenever there is room
-                await call.write(a3, b"\0")
-            elif a4 > 0:
-                raise KernelError(errno.EFAULT, "NULL buffer")
-            return 1
+            # the label and its NUL ("" with none), as much as fits; a NULL buffer gets nothing
+            context = k.get_security(cred, _i32(a2)).encode() + b"\0"
+            if a3 and a4 > 0:
+                await call.write(a3, context[:a4])
+            return len(context)
         if option == abi.KEYCTL_SESSION_TO_PARENT:
             self.callers.session_to_parent(call.pid, cred)
             return 0

@@ -117,9 +117,11 @@ class Supervised:
         self._sock.close()
 
 
-def run(argv: Sequence[str], mountpoint: str, private: bool = False, new_session: bool = False) -> int:
+def run(argv: Sequence[str], mountpoint: str, private: bool = False, new_session: bool = False,
+        label: Optional[str] = None) -> int:
     """Run argv under the daemon at mountpoint (or a private one); return its exit status.
-    new_session: the program starts with a new anonymous session keyring of its own."""
+    new_session: the program starts with a new anonymous session keyring of its own; label:
+    the security label it and its children run with (the daemon's module must be loaded)."""
     own: Optional[PrivateDaemon] = None
     if private or not server.daemon_running(mountpoint):
         own = PrivateDaemon()
@@ -127,7 +129,7 @@ def run(argv: Sequence[str], mountpoint: str, private: bool = False, new_session
     try:
         os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
         child = Supervised(argv, new_session)
-        why = server.hand_over(mountpoint, child.listener)
+        why = server.hand_over(mountpoint, child.listener, label)
         os.close(child.listener)
         if why is not None:
             child.kill()

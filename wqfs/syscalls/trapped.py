@@ -29,10 +29,14 @@ class Dropped(Exception):
 class Trapped:
     """A notification and the /proc directory of its task."""
 
-    __slots__ = ("listener", "notif", "pid", "_dir", "_info", "_pool", "_callers")
+    __slots__ = ("listener", "notif", "pid", "_dir", "_info", "_pool", "_callers", "label")
 
-    def __init__(self, listener: int, notif: Notification, pool: TransferPool, callers: CallerTable) -> None:
+    def __init__(self, listener: int, notif: Notification, pool: TransferPool, callers: CallerTable,
+                 label: Optional[str] = None) -> None:
+        """label: the security label its listener's programs run with (`wqfs run --smack-label`),
+        None for the one the daemon's configuration gives the task."""
         self.listener = listener
+        self.label = label
         self.notif = notif
         self.pid = notif.pid
         self._pool = pool
@@ -73,8 +77,13 @@ class Trapped:
         return self._info
 
     def cred(self) -> Cred:
-        """The task's credentials now: fsuid, fsgid, groups, capabilities, keyring owners."""
-        return self.info().cred(implicit_session=True)
+        """The task's credentials now: fsuid, fsgid, groups, capabilities, keyring owners, and
+        its security label (its listener's, else the configuration's, else none)."""
+        info = self.info()
+        label = self.label
+        if label is None and self._callers.labels is not None:
+            label = self._callers.labels(self.pid, info.fsuid, self._dir)
+        return info.cred(implicit_session=True, label=label)
 
     def fd_target(self, fd: int) -> Optional[str]:
         """What the task's fd is (readlink of /proc/TID/fd/N), None for no such fd."""

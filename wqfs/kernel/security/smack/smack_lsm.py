@@ -41,6 +41,7 @@ class Smack(LSM):
     """The Smack module: its rule set (load2's), and where denials are reported."""
 
     name = "smack"
+    untrusted_string = staticmethod(untrusted_string)  # how an audit line shows a string (for fronts)
 
     def __init__(self, rules: Optional[Mapping[tuple[str, str], int]] = None,
                  audit: Optional[Audit] = None) -> None:
