@@ -51,7 +51,7 @@ class Mounted:
     ops: WqfsOperations  # the FUSE tree, and pyfuse3's handlers
     allow_other: bool    # other users may use the mount (and wqfs run)
     mount_engine: str = "auto"  # how the host's mount events are read (wqfs.host.feeds.MountFeeds)
-    security: Optional[Security] = None  # the security module and the callers' labels (lsmconfig.py)
+    lsm_config: Optional[Security] = None  # the security module and the callers' labels (lsmconfig.py)
 
 
 def init(mountpoint: str, allow_other: bool = False, verbose: bool = False,
@@ -88,7 +88,7 @@ async def _serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[
     REQUESTS.bind_thread()
     ops = mounted.ops
     front = SyscallFront(mounted.kernel, ops.pipes, mountpoint, mounted.callers)
-    front.security = mounted.security
+    front.lsm_config = mounted.lsm_config
     async with trio.open_nursery() as nursery:
         nursery.start_soon(background.run_gc, mounted.kernel)
         nursery.start_soon(background.run_reaper, mounted.kernel, mounted.callers)
@@ -96,7 +96,7 @@ async def _serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[
         nursery.start_soon(_signals, ops)
         await nursery.start(server.serve, front, mountpoint, mounted.allow_other,
                             lambda: _unmount_requested(ops, nursery),
-                            mounted.security.reload if mounted.security is not None else None)
+                            mounted.lsm_config.reload if mounted.lsm_config is not None else None)
         if on_ready is not None:
             on_ready()
         await pyfuse3.main(max_tasks=MAX_TASKS)

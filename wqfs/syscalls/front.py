@@ -77,7 +77,7 @@ class SyscallFront:
         self.dropped = 0
         self.transfers = TransferPool()
         self.upcalls = Upcalls(self)  # request_key's /sbin/request-key helpers
-        self.security: Optional[Any] = None  # the mount's lsmconfig.Security, if it has a module
+        self.lsm_config: Optional[Any] = None  # the mount's lsmconfig.Security, if it has a module
 
     # ------------------------------------------------------------ the loop
 

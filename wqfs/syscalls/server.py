@@ -91,7 +91,7 @@ async def _take_listener(front: SyscallFront, conn: trio.socket.SocketType, nurs
         if data != b"listener" or fd is None:
             refusal = b"bad request"
         elif label is not None:
-            refusal = lsmlabels.refuse_label(front.security, label, uid, pid)
+            refusal = lsmlabels.refuse_label(front.lsm_config, label, uid, pid)
         elif uid != os.getuid() and not allow_other:
             refusal = f"it serves uid {os.getuid()} only (mount it with --allow-other)".encode()
         elif uid != os.getuid() and _listeners.get(uid, 0) >= MAX_LISTENERS_PER_UID:
