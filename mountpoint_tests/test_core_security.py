@@ -6,13 +6,12 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import struct
 
 import pytest
 
 from corelib import ALICE, BOB, Clock, drain, errno_of, key_rec, new_kernel, new_queue, removal_rec, ses
 from wqfs import abi
-from wqfs.kernel import LSM, Cred, Kernel, KernelError, MountInfo, MountTarget
+from wqfs.kernel import LSM, Cred, Kernel, MountInfo, MountTarget
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

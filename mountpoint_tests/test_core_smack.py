@@ -149,7 +149,9 @@ def _shared_ring(k: Kernel, cred: Cred, name: str) -> int:
     return ring
 
 
-def test_a_key_gets_its_creators_label_and_get_security_shows_it(k: Kernel) -> None:
+def test_a_key_gets_its_creators_label_and_get_security_shows_it(k: Kernel, smack: Smack) -> None:
+    # what a Smack kernel's smack_key_permission would also ask (not modelled: see smack_lsm.py)
+    smack.load_rules("A B r\nB A rw\n")
     ring = _shared_ring(k, ALICE_A, "ra")
     key = k.add_key(ALICE_B, "user", "kb", b"v", ring)
     assert k.get_security(ALICE_A, ring) == "A"
@@ -186,7 +188,7 @@ def test_mac_override_bypasses_and_an_unlabelled_key_is_allowed(k: Kernel) -> No
 
 def test_records_a_writer_may_not_write_to_the_watcher_never_arrive_meta_ones_do(k: Kernel, smack: Smack,
                                                                                audit: list) -> None:
-    smack.set_rule("A B r")  # A may watch B's keyring
+    smack.set_rule("A B rw")  # A may watch B's keyring, and link keys into it
     ring = _shared_ring(k, ALICE_B, "rb")
     q = drainable(1)  # 32 records
     k.watch_key(ALICE_A, ring, q, 1)
@@ -203,12 +205,12 @@ def test_records_a_writer_may_not_write_to_the_watcher_never_arrive_meta_ones_do
     k.unlink(ALICE_B, key_b, ring)  # refused: neither queued nor lost
     got = drain(q)
     assert len(got) == 32 * 16 + 8 and got.endswith(LOSS) and q.statistics().lost == 8
-    smack.set_rule("B A w")  # now B may write to A
+    smack.set_rule("B A w")  # now B may write to A: to A's key, and to A's queue
     k.update(ALICE_B, key_a, b"now allowed")
     assert drain(q) == key_rec(abi.NOTIFY_KEY_UPDATED, key_a, 0, tag=2)
-    smack.load_rules("A B r")  # and now not again
+    smack.load_rules("A B rw")  # and now not again
     k.revoke(ALICE_B, ring)  # REVOKED withheld; the keyring lets go of key_a, which is freed
-    k.unlink(ALICE_B, ring, ses(k, ALICE_B))
+    k.unlink(ALICE_A, ring, ses(k, ALICE_A))
     k.collect()
     got = drain(q)
     assert sorted(got[i:i + 16] for i in range(0, len(got), 16)) == sorted([removal_rec(ring, tag=1),

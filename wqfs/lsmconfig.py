@@ -18,7 +18,6 @@ Without a module no label is read, and Creds carry none.
 """
 from __future__ import annotations
 
-import errno
 import importlib
 import importlib.util
 import logging
@@ -199,10 +198,3 @@ def audit_line(head: str, cred: Optional[Cred], tail: str) -> None:
             pass
     log.info("%s pid=%d comm=%s%s", head, pid, Smack.untrusted_string(comm), tail)
 
-
-def check_run_label(label: str) -> str:
-    """A label for `wqfs run --smack-label`: one a task may have (EINVAL, EPERM as ValueError)."""
-    try:
-        return check_task_label(label)
-    except KernelError as error:
-        raise ValueError(f"{errno.errorcode.get(error.errno, error.errno)}: {error.detail}") from None

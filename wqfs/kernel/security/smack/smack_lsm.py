@@ -18,6 +18,14 @@ smack_access.py and smackfs.py.
 
 The rule set is replaced whole (load_rules), never edited in place, so a check sees the old
 set or the new one, never a mix.
+
+Not modelled: smack_key_permission (in a Smack kernel every key operation needs MAY_READ or
+MAY_WRITE from the caller's label to the key's, so a task that may not read a key's label
+cannot even look the key up: its watch, describe and KEYCTL_GET_SECURITY fail with EACCES at
+the lookup, where here only the watch does, in smack_watch_key); the onlycap and relabel-self
+lists; the bringup mode ('b' is parsed and changes nothing, as in a kernel built without
+CONFIG_SECURITY_SMACK_BRINGUP); the ambient label and the labels of files, sockets, IPC and
+network packets (nothing here has them); the per-task rule lists of /sys/fs/smackfs/load-self2.
 """
 from __future__ import annotations
 
