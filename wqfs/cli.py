@@ -1,4 +1,4 @@
-"""The wqfs command: mount, unmount, watch, decode (and run)."""
+"""The wqfs command: mount, unmount, watch, decode, cflags (and run)."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ from .mounts import WQFS_TYPE, default_mountpoint, force_unmount, mount_path, mo
 from .watchcmd import reflow
 
 PROG = "wqfs"
+MOUNT_ENGINES = ("auto", "fanotify", "mountinfo")  # wqfs.host.feeds.MountFeeds's engines
 
 
 class UsageError(Exception):
@@ -116,7 +117,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
 def _init(mountpoint: str, args: argparse.Namespace):
     from . import daemon
     try:
-        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace)
+        return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace,
+                           mount_engine=args.mount_engine)
     except RuntimeError as error:
         hint = " (is user_allow_other set in /etc/fuse.conf?)" if args.allow_other and os.getuid() else ""
         raise UsageError(f"cannot mount at {mountpoint}: {error}{hint}") from None
@@ -192,6 +194,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return 0
     if decoder.pending:
         raise UsageError(f"input ended inside a record ({decoder.pending} bytes left over)")
+    return 0
+
+
+def cmd_cflags(args: argparse.Namespace) -> int:
+    from . import include
+    print(include.cflags())
     return 0
 
 
@@ -276,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one RCU grace period: a key's last link is put this long after its unlink, "
                             f"and the key freed as long after that (default {abi.RCU_GRACE_PERIOD:g}, a "
                             "distribution kernel's; 0: at once)")
+    mount.add_argument("--mount-engine", choices=MOUNT_ENGINES, default="auto",
+                       help="how the host's mount namespaces are read for mount and superblock watches: "
+                            "fanotify mount events with statmount, or mountinfo alone (the fallback of "
+                            "kernels before 6.15); auto (the default) takes fanotify where the kernel has it")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--remove-mountpoint", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=cmd_mount)
@@ -288,9 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     unmount.set_defaults(func=cmd_unmount)
 
     from . import watchcmd
-    watch = sub.add_parser("watch", help="print key notifications as they come",
+    watch = sub.add_parser("watch", help="print key, mount and superblock notifications as they come",
                            description="Print a line per notification of the KEYs, as keyctl watch does,\n"
-                                       "with inotifywait's options.",
+                                       "with inotifywait's options; of mounts (--mounts) and superblocks (--sb)\n"
+                                       "as the 2020 patches' watch_test.c does.",
                            epilog=watchcmd.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     watchcmd.add_arguments(watch, _seconds, _notes)
     watch.set_defaults(func=cmd_watch)
@@ -298,10 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     decode = _command(sub, "decode", "decode binary records from stdin",
                       "Read notification records from stdin (a wqfs queue, or a real kernel's notification\n"
                       "pipe) and print them as keyctl watch does, as the kernel's samples/watch_queue/\n"
-                      "watch_test.c does, or as JSON lines.")
+                      "watch_test.c does, or as JSON lines. Mount and superblock records are printed as\n"
+                      "the 2020 patches' watch_test.c prints them (MOUNT 0000002f change=0[new_mount] aux=30)\n"
+                      "in the keyctl and watch_test styles.")
     decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl",
                         help="keyctl (the default), watch_test or json")
     decode.set_defaults(func=cmd_decode)
+
+    cflags = _command(sub, "cflags", "print the compiler flags for wqfs's C header",
+                      "Print the -I flag that finds <wqfs/watch_queue.h>, the mount and superblock\n"
+                      "notification ABI and wqfs's watch_mount and watch_sb syscall numbers, for programs\n"
+                      "run under `wqfs run`: cc $(wqfs cflags) -o watch_test watch_test.c")
+    cflags.set_defaults(func=cmd_cflags)
 
     run = _command(sub, "run", "run a program with watch_queue and key syscalls emulated",
                    "Run PROGRAM under a seccomp filter that hands its watch_queue and key syscalls\n"
@@ -326,6 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = parser.commands[args.command]  # type: ignore[attr-defined]
     if extra:  # say it in the command's own usage, not the top-level one (exit 2)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "watch" and not (args.keys or args.mounts or args.sb):
+        command.error("watch needs a KEY, --mounts PATH or --sb PATH")
     if args.command == "run":
         program = list(args.program)
         if not program or program == ["--"]:
