@@ -26,8 +26,9 @@ _wqfs_takes[decode]="--style"
 _wqfs_choices[decode --style]="keyctl watch_test json"
 _wqfs_opts[cflags]="-h --help"
 _wqfs_takes[cflags]=""
-_wqfs_opts[run]="-h --help --mount --private --new-session"
-_wqfs_takes[run]="--mount"
+_wqfs_opts[run]="-h --help --mount --private --new-session --legacy-watch-nr"
+_wqfs_takes[run]="--mount --legacy-watch-nr"
+_wqfs_choices[run --legacy-watch-nr]="2020-02 2020-08"
 # END generated
 
 _wqfs_tree_top="@t @p @s @u @us @persistent"

@@ -207,3 +207,12 @@ def test_cflags_finds_the_header(tmp_path):
     built = subprocess.run(["cc", *flags, "-o", str(tmp_path / "t"), str(source)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert subprocess.run([str(tmp_path / "t")]).returncode == 0
+
+
+def test_run_takes_the_legacy_numbers_by_version(mnt):
+    """`wqfs run --legacy-watch-nr 2020-08|2020-02`: run()'s legacy_watch_nr; another is usage."""
+    for version in ("2020-08", "2020-02"):
+        result = wqfs("run", "--mount", mnt, "--legacy-watch-nr", version, "--", "true")
+        assert result.returncode == 0, result.stderr
+    result = wqfs("run", "--mount", mnt, "--legacy-watch-nr", "2019", "--", "true")
+    assert result.returncode == 2 and b"invalid choice: '2019'" in result.stderr

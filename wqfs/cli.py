@@ -209,7 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     try:
-        return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session)
+        return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session,
+                   legacy_watch_nr=args.legacy_watch_nr)
     except RunError as error:
         raise UsageError(str(error)) from None
 
@@ -238,9 +239,11 @@ def _notes(text: str) -> int:
 
 DESCRIPTION = """\
 wqfs emulates Linux's general notification queue (watch_queue) and the key subsystem's
-notifications in user space: a FUSE tree where keys are files and keyrings directories
-(MOUNT/keys, MOUNT/@s, ...), notification queue files (MOUNT/watch_queue, MOUNT/events/KEY),
-and `wqfs run`, which gives unmodified programs (keyctl watch, watch_test) the syscalls."""
+notifications in user space, and the mount and superblock notifications the 2020 patches
+proposed, fed by the host's own mount events: a FUSE tree where keys are files and keyrings
+directories (MOUNT/keys, MOUNT/@s, ...), notification queue files (MOUNT/watch_queue,
+MOUNT/events/KEY, MOUNT/mounts/PATH, MOUNT/superblocks/PATH), and `wqfs run`, which gives
+unmodified programs (keyctl watch, watch_test) the syscalls."""
 
 EPILOG = """\
 The default mountpoint is /run/wqfs for root, else $XDG_RUNTIME_DIR/wqfs, or ~/.wqfs without
@@ -326,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = _command(sub, "run", "run a program with watch_queue and key syscalls emulated",
                    "Run PROGRAM under a seccomp filter that hands its watch_queue and key syscalls\n"
-                   "(pipe2 with O_NOTIFICATION_PIPE, the watch-queue ioctls, keyctl, add_key, request_key)\n"
+                   "(pipe2 with O_NOTIFICATION_PIPE, the watch-queue ioctls, keyctl, add_key, request_key,\n"
+                   "and watch_mount and watch_sb at wqfs's numbers: `wqfs cflags`)\n"
                    "to the daemon of --mount, or to a private daemon where none runs. Its children run\n"
                    "under the filter too.")
     run.add_argument("--mount", metavar="DIR", help="the daemon to use (default: the default mountpoint; else a private one)")
@@ -335,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--new-session", action="store_true",
                      help="start the program with a new session keyring of its own (as `keyctl session -`), "
                           "which the processes it starts share")
+    run.add_argument("--legacy-watch-nr", choices=sorted(abi.LEGACY_WATCH_NRS), metavar="VERSION",
+                     help="serve watch_mount and watch_sb at the 2020 patches' numbers too, for binaries built "
+                          "with their headers: 2020-08 (440 watch_mount, 441 watch_sb) or 2020-02 (439 "
+                          "watch_mount); those numbers are faccessat2, process_madvise and epoll_pwait2 today, "
+                          "and a call is taken for watch_mount only where the real call would certainly fail "
+                          "and its fourth argument is a notification queue (off by default)")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
     parser.commands = sub.choices  # type: ignore[attr-defined]  (main: each command's own usage)
