@@ -152,9 +152,11 @@ class _QueueBase:
         self._command(protocol.unwatch_command(key), "unwatch", f"unwatch {key}")
 
     def watch_mount(self, path: PathSpec, tag: int, no_automount: bool = False) -> None:
-        """watch_mount(AT_FDCWD, path, AT_NO_AUTOMOUNT if no_automount, queue, tag): the mounts
-        at and below the directory path (relative to this process's cwd; as this process sees it).
-        Blocks while the daemon reads this process's mount namespace for the first time."""
+        """watch_mount(AT_FDCWD, path, AT_NO_AUTOMOUNT if no_automount, queue, tag) on the
+        directory path (relative to this process's cwd; as this process sees it): the changes
+        triggered on a mount (a new or removed mount's parent, a remounted mount) whose root is
+        path or below it. Blocks while the daemon reads this process's mount namespace, or
+        looks path up (boundedly)."""
         self._host_command(path, tag, no_automount, False)
 
     def unwatch_mount(self, path: PathSpec) -> None:

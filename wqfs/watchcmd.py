@@ -58,8 +58,11 @@ KEY is a serial, @t @p @s @u @us (as keyctl), @persistent, or a path to a key in
 starting with @s/, @u/, keys/... is taken in the mount (@s/keyring:work), any other names a
 file of a wqfs mount (/run/wqfs/@s/keyring:work), which is then the mount.
 
---mounts PATH watches the mounts at and below the directory PATH (watch_mount), --sb PATH
-the superblock PATH is on (watch_sb); both as this process sees PATH (relative to its cwd).
+--mounts PATH watches the directory PATH (watch_mount): a change is posted to it when the
+mount the change is triggered on (a new or removed mount's parent, a remounted mount itself)
+has its root at PATH or below it, so --mounts / sees every change of the namespace. --sb PATH
+watches the superblock PATH is on (watch_sb). Both take PATH as this process sees it
+(relative to its cwd).
 Their records are watch_test.c's lines: MOUNT 0000002f change=0[new_mount] aux=30,
 SUPER 00000035 change=0[readonly]; the watched mount's or superblock's going prints REMOVAL
 of watchpoint TAG. Their tags follow the KEYs'.
@@ -197,7 +200,7 @@ def add_arguments(watch: argparse.ArgumentParser, seconds, notes) -> None:
     watch.add_argument("keys", nargs="*", type=key_arg, metavar="KEY",
                        help="a serial, @t @p @s @u @us, @persistent, or a path to a key in the tree")
     watch.add_argument("--mounts", action="append", default=[], metavar="PATH",
-                       help="watch the mounts at and below the directory PATH (watch_mount; repeatable)")
+                       help="watch the mount changes below the directory PATH (watch_mount; repeatable)")
     watch.add_argument("--sb", action="append", default=[], metavar="PATH",
                        help="watch the superblock of PATH (watch_sb; repeatable)")
     watch.add_argument("--mount", metavar="DIR", help="the wqfs mount (default: the one a KEY path is in, "
