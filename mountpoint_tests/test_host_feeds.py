@@ -218,6 +218,20 @@ async def test_mount_move_is_move_from_then_move_to(host, ns):
     assert ns.mount_id(ns.path("p2/x")) == x
 
 
+async def test_a_moved_tree_is_one_move_and_its_submounts_move_with_it(host, ns):
+    await ns.sh(f"mkdir {ns.path('p1')} {ns.path('p2')}; mount -t tmpfs none {ns.path('p1')}; "
+                f"mkdir {ns.path('p1/x')}; mount -t tmpfs none {ns.path('p1/x')}; mkdir {ns.path('p1/x/c')}; "
+                f"mount -t tmpfs none {ns.path('p1/x/c')}; mkdir {ns.path('p1/x/c/d')}")
+    p1, base, x = ns.mount_id(ns.path("p1")), ns.mount_id(ns.base), ns.mount_id(ns.path("p1/x"))
+    c = ns.mount_id(ns.path("p1/x/c"))
+    q = host.queue()
+    await host.watch(ns, ns.base, q)
+    await ns.sh(f"mkdir {ns.path('x')}; mount --move {ns.path('p1/x')} {ns.path('x')}")
+    assert await wait_records(q, 2) == [mount(MOVE_FROM, p1, x, flags=SUB), mount(MOVE_TO, base, x)]
+    await ns.sh(f"mount -t tmpfs none {ns.path('x/c/d')}")  # the walk from c goes up through x's new place
+    assert await wait_records(q, 1) == [mount(NEW, c, ns.mount_id(ns.path("x/c/d")), flags=SUB)]
+
+
 async def test_umount_is_unmount_then_the_removal_of_a_watch_on_it(host, ns):
     await ns.sh(f"mkdir {ns.path('a')}; mount -t tmpfs none {ns.path('a')}")
     a = ns.mount_id(ns.path("a"))
@@ -418,6 +432,8 @@ async def test_lookup_errors_are_the_kernels(host, ns):
         (dict(path=ns.path("open"), tag=256), errno.EINVAL),
         (dict(path="open", dfd=99999), errno.EBADF),                  # a dfd the caller has not open
         (dict(path=""), errno.ENOENT),
+        (dict(path="/" + "a/" * 2100), errno.ENAMETOOLONG),          # longer than PATH_MAX
+        (dict(path=ns.path("n" * 256)), errno.ENAMETOOLONG),         # a name longer than NAME_MAX
         (dict(path="", sb=True, at_flags=abi.AT_EMPTY_PATH), errno.ENOENT),  # watch_sb: at_flags are not lookup flags
         (dict(path=ns.path("file"), sb=True), errno.EACCES),          # a file will do for watch_sb, if executable
     ]
@@ -464,33 +480,69 @@ async def test_paths_resolve_in_the_callers_root_and_namespace(host, ns):
                 stream.close()
 
 
-async def test_a_lookup_through_a_hung_file_system_times_out(tmp_path):
+async def test_a_lookup_through_a_hung_file_system_times_out():
     """A caller's path through a FUSE server that never answers costs a helper its deadline,
-    not the daemon: lookups meanwhile still work."""
+    not the daemon: meanwhile the same user's next lookup is EAGAIN (one at a time per user
+    here), another user's works."""
     from slowfs import serving
     kernel = Kernel()
-    feeds = MountFeeds(kernel, "mountinfo", lookups=Lookups(timeout=1.0))
+    feeds = MountFeeds(kernel, "mountinfo", lookups=Lookups(timeout=1.0, per_uid=1))
     q = kernel.new_queue(ROOT)
     q.set_size(16)
+    me = os.getpid()
     with serving(0, "x") as slow:
         server = slow.proc
         async with trio.open_nursery() as nursery:
             await nursery.start(feeds.run)
+            await feeds.watch_mount(me, ROOT, None, b"/", 0, q, 1, 1024)  # the feed of this namespace is up
             os.kill(server.pid, signal.SIGSTOP)
             try:
+                started = trio.Event()
+
                 async def hung() -> None:
                     with pytest.raises(KernelError) as e:
-                        await feeds.watch_mount(os.getpid(), ROOT, None, os.fsencode(os.path.dirname(slow.path) + "/d/e"),
-                                                0, q, 1, 1024)
+                        started.set()
+                        await feeds.watch_mount(me, ROOT, None, os.fsencode(os.path.dirname(slow.path) + "/d/e"),
+                                                0, q, 2, 1024)
                     assert e.value.errno == errno.ETIMEDOUT
                 with trio.fail_after(WAIT):
                     async with trio.open_nursery() as calls:
                         calls.start_soon(hung)
-                        await feeds.watch_mount(os.getpid(), ROOT, None, b"/", 0, q, 2, 1024)
+                        await started.wait()
+                        await trio.sleep(0.1)
+                        with pytest.raises(KernelError) as busy:
+                            await feeds.watch_mount(me, ROOT, None, b"/tmp", 0, q, 3, 1024)
+                        assert busy.value.errno == errno.EAGAIN
+                        await feeds.watch_mount(me, NOBODY, None, b"/tmp", 0, q, 4, 1024)
             finally:
                 os.kill(server.pid, signal.SIGCONT)
             assert feeds.statistics()["lookup_timeouts"] == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_namespaces_watched_per_user_are_bounded():
+    kernel = Kernel()
+    feeds = MountFeeds(kernel, "mountinfo", per_uid=2, tick=0.05)
+    host = Host(kernel, feeds)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(feeds.run)
+        async with namespace() as one, namespace() as two, namespace() as three:
+            q = host.queue()
+            await host.watch(one, one.base, q, 1)
+            await host.watch(two, two.base, q, 2)
+            with pytest.raises(KernelError) as e:
+                await host.watch(three, three.base, q, 3)
+            assert e.value.errno == errno.ENOSPC
+            await host.watch(three, three.base, q, 3, cred=NOBODY)  # another user's count
+            await host.watch(one, one.base, q, -1)
+            with trio.fail_after(WAIT):
+                while feeds.statistics()["feeds"] > 2:
+                    await trio.sleep(0.02)
+            await host.watch(two, two.base, q, -1)
+            await host.watch(three, three.base, q, -1)
+            await host.until_no_feed()
+            await host.watch(three, three.base, q, 3)
+        nursery.cancel_scope.cancel()
 
 
 def _key(ns: Namespace) -> tuple[int, int]:
@@ -513,3 +565,17 @@ def _sentinels() -> set[int]:
             if b"sentinel_child.py" in cmdline and ppid == os.getpid():
                 found.add(int(name))
     return found
+
+
+async def test_a_namespace_past_the_mounts_followed_is_dropped(host, ns, monkeypatch):
+    from wqfs.host import engines
+    q = host.queue()
+    monkeypatch.setattr(engines, "MAX_MOUNTS", len(ns.table()) + 2)
+    await host.watch(ns, ns.base, q, 1)
+    await ns.sh(f"for i in 1 2 3 4; do mkdir {ns.path('m')}$i; mount -t tmpfs none {ns.path('m')}$i; done")
+    got = await wait_records(q, 3)
+    assert got[-1] == ("removal", ns.mount_id(ns.base), 1) and all(r[1] == NEW for r in got[:-1])
+    await host.until_no_feed()
+    with pytest.raises(KernelError) as e:
+        await host.watch(ns, ns.base, q, 1)
+    assert e.value.errno == errno.ENOSPC

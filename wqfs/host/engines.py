@@ -21,6 +21,7 @@ lose the event between the two.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -32,6 +33,7 @@ import trio
 
 from ..kernel import Kernel, MountInfo
 from . import fanotify, mountinfo, statmount
+from .mountinfo import below
 from .sentinel import Sentinel
 
 log = logging.getLogger("wqfs.host")
@@ -42,6 +44,12 @@ log = logging.getLogger("wqfs.host")
 # through a thread, the event directly, so either may be seen first.
 EXPLAIN_GRACE = 0.003
 ANCHORS = 4  # processes remembered as members of the namespace
+MAX_MOUNTS = 65536  # a namespace with more mounts than this is not followed (what a user can mount is the kernel's mount-max, 100,000)
+
+
+class FanotifyUnavailable(OSError):
+    """The namespace cannot have a fanotify group (no CAP_SYS_ADMIN over its user namespace,
+    too many groups): the mountinfo engine can still follow it."""
 
 
 class NamespaceFeed:
@@ -65,6 +73,7 @@ class NamespaceFeed:
         self.engine = "fanotify" if use_fanotify else "mountinfo"
         self.sentinel: Optional[Sentinel] = None
         self.ready = trio.Event()
+        self.stopped = False
         self.error: Optional[BaseException] = None
         self.users = 0  # watch calls in progress (the reaper leaves the engine alone meanwhile)
         self.sb_ids: set[int] = set()  # superblocks watched through this namespace
@@ -122,6 +131,9 @@ class NamespaceFeed:
                 self.ready.set()
 
     def stop(self) -> None:
+        """End the feed: nothing it does after this reaches the kernel (a retired namespace
+        may be another feed's already)."""
+        self.stopped = True
         self._scope.cancel()
 
     async def _start(self) -> None:
@@ -136,11 +148,16 @@ class NamespaceFeed:
         self._mountinfo_fd = os.open(f"{where}/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         if self.use_fanotify:
-            self._group = fanotify.mount_group(self.nsfd)
-            self._statmount = statmount.Statmounter(statmount.mntns_id(self.nsfd))
+            try:
+                self._group = fanotify.mount_group(self.nsfd)
+                self._statmount = statmount.Statmounter(statmount.mntns_id(self.nsfd))
+            except OSError as e:
+                raise FanotifyUnavailable(e.errno, f"no fanotify mount events for the namespace: {e.strerror}") from e
         # the marks first, the table after: whatever changed in between is in an event, and an
         # event about a mount the table already shows as it is changes nothing
         self._load(self._read_table(), first=True)
+        if self.stopped:
+            raise OSError(errno.ENOSPC, f"more than {MAX_MOUNTS} mounts in the namespace")
         if self.use_fanotify:
             self._apply(fanotify.read_events(self._group))
 
@@ -256,8 +273,14 @@ class NamespaceFeed:
     def _load(self, infos: list[MountInfo], first: bool = False) -> None:
         """A whole table: to the kernel (mount_resync), and to the engine's own copy; the
         unique-id map is rebuilt if mounts came that no event introduced."""
+        if self.stopped:
+            return
         self.counts["resyncs"] += 0 if first else 1
         new = {i.id for i in infos} - self.table.keys()
+        if len(infos) > MAX_MOUNTS:
+            self._too_big(len(infos))
+            return
+        self._carried(infos)
         self.kernel.mount_resync(self.key, infos)
         self.table = {i.id: i for i in infos}
         self.children = {}
@@ -268,6 +291,30 @@ class NamespaceFeed:
                 self.old_of.pop(self.unique_of.pop(old), None)
             if new:
                 self._map_ids()
+
+    def _carried(self, infos: list[MountInfo]) -> None:
+        """Mounts whose mount point changed only because an ancestor moved (same parent, same
+        place in it) were carried along, not moved: the kernel is told their new mount points
+        as a change first, so that the table's diff has only the moved mount's MOVE_FROM and
+        MOVE_TO, as attach_recursive_mnt posts for the top of the tree it moves."""
+        fresh = {i.id: i for i in infos}
+        for info in infos:
+            old = self.table.get(info.id)
+            if old is None or old.parent != info.parent or old.mountpoint == info.mountpoint:
+                continue
+            old_parent, new_parent = self.table.get(old.parent), fresh.get(info.parent)
+            if old_parent is None or new_parent is None or old_parent.mountpoint == new_parent.mountpoint:
+                continue
+            here = below(old.mountpoint, old_parent.mountpoint)
+            if here is not None and here == below(info.mountpoint, new_parent.mountpoint):
+                self.kernel.change_mount(self.key, dataclasses.replace(old, mountpoint=info.mountpoint))
+
+    def _too_big(self, mounts: int) -> None:
+        """Bounded memory: a namespace grown past MAX_MOUNTS is no longer followed, and its
+        watches get their removal records (as if it had gone)."""
+        log.warning("mount namespace %s: %d mounts, more than the %d followed: its watches are removed",
+                    self.key, mounts, MAX_MOUNTS)
+        self.retire(self)
 
     def _map_ids(self) -> None:
         assert self._statmount is not None
@@ -407,7 +454,7 @@ class NamespaceFeed:
         return False
 
     def _flush(self, kind: int, run: list[int]) -> None:
-        if not run:
+        if not run or self.stopped:
             return
         if kind == fanotify.FAN_MNT_ATTACH:
             infos = []
@@ -420,6 +467,9 @@ class NamespaceFeed:
                     continue  # a table read after the attach has it already
                 infos.append(info)
             if infos:
+                if len(self.table) + len(infos) > MAX_MOUNTS:
+                    self._too_big(len(self.table) + len(infos))
+                    return
                 self.kernel.attach_mounts(self.key, infos)
                 for info in infos:
                     self._put(info)
@@ -459,9 +509,7 @@ class NamespaceFeed:
                 gone.append(current)
                 todo.extend(c for c in self.children.get(current, ()) if c not in seen and
                             (c == old or self._gone(c)))
-        if gone:
-            order = {mnt_id: n for n, mnt_id in enumerate(self.table)}
-            gone.sort(key=lambda m: order.get(m, 0))
+        if gone:  # each tree top first, then what is below it
             self.kernel.umount_mounts(self.key, gone)
             for old in gone:
                 self._drop(old)

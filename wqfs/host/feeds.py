@@ -27,8 +27,9 @@ import trio
 
 from ..kernel import Cred, Kernel, KernelError, MountTarget, WatchQueue
 from . import fanotify, statmount
-from .engines import NamespaceFeed
+from .engines import FanotifyUnavailable, NamespaceFeed
 from .lookup import Found, Lookups
+from .mountinfo import below
 from .sb_errors import SbErrorFeeds
 
 log = logging.getLogger("wqfs.host")
@@ -62,17 +63,6 @@ def fanotify_engine_available() -> bool:
         return False
     finally:
         os.close(nsfd)
-
-
-def below(path: str, mountpoint: str) -> Optional[str]:
-    """path as a path below a mount at mountpoint ("" for the mount's root), None if it is not."""
-    if mountpoint == "/":
-        return path.strip("/")
-    if path == mountpoint:
-        return ""
-    if path.startswith(mountpoint + "/"):
-        return path[len(mountpoint) + 1:]
-    return None
 
 
 class MountFeeds:
@@ -221,7 +211,7 @@ class MountFeeds:
                 await self._nursery.start(feed.run)
             except Exception as e:
                 self._retire(feed)
-                if use_fanotify and self.engine == "auto":
+                if isinstance(e, FanotifyUnavailable) and self.engine == "auto":
                     log.warning("mount namespace %s: no fanotify feed (%s), reading mountinfo", key, e)
                     self._counts["fallbacks"] += 1
                     use_fanotify = False

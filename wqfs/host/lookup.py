@@ -28,6 +28,7 @@ TIMEOUT = 5.0         # seconds a lookup may take (a path through a hung file sy
 CONCURRENT = 8        # helpers at once
 CONCURRENT_PER_UID = 2
 REPLY_MAX = 1 << 16
+PATH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Lookups:
         """Resolve path as pid (its root; its cwd or its fd dfd, None for AT_FDCWD) with cred's
         rights; KernelError with the kernel's errno. same_ns: the caller is in the daemon's
         own mount namespace (the only one an unprivileged daemon can resolve in)."""
+        path = path.split(b"\0", 1)[0]  # the string getname copies ends at its NUL
+        if len(path) >= PATH_MAX:
+            raise KernelError(errno.ENAMETOOLONG, "the path is longer than PATH_MAX")
         if self._busy.get(cred.uid, 0) >= self.per_uid:
             raise KernelError(errno.EAGAIN, "too many path lookups of this user at once")
         self._busy[cred.uid] = self._busy.get(cred.uid, 0) + 1
@@ -92,6 +96,7 @@ class Lookups:
                 raise KernelError(errno.EPERM, "an unprivileged wqfs resolves paths only for its own user, root and namespace")
         root, start = self._open_caller(pid, dfd)
         proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        ours: Optional[socket.socket]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             req = {"ns": nsfd, "root": root, "start": start, "proc": proc, "reply": theirs.fileno(),
@@ -104,6 +109,7 @@ class Lookups:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
             theirs.close()
             reply_sock = trio.socket.from_stdlib_socket(ours)
+            ours = None
             data, ancdata = b"", []
             deadline = trio.move_on_after(self.timeout)
             try:
@@ -114,6 +120,7 @@ class Lookups:
                 with trio.CancelScope(shield=True):
                     process.kill()
                     await process.wait()
+                reply_sock.close()
             if deadline.cancelled_caught:
                 self.timeouts += 1
                 raise KernelError(errno.ETIMEDOUT, "the path lookup took too long")
@@ -122,7 +129,8 @@ class Lookups:
                 if fd >= 0:
                     os.close(fd)
             theirs.close()
-            ours.close()
+            if ours is not None:
+                ours.close()
         self.done += 1
         fd = _received_fd(ancdata)
         try:
