@@ -47,6 +47,15 @@ def test_below_gives_the_path_inside_a_mount():
     assert mountinfo.below("/ab", "/a") is None and mountinfo.below("/", "/a") is None
 
 
+def test_a_reread_table_parses_only_its_new_lines():
+    parser = mountinfo.Parser()
+    first = parser.parse(b"1 0 0:1 / / rw - tmpfs a rw\n2 1 0:2 / /x rw - tmpfs b rw\n")
+    second = parser.parse(b"1 0 0:1 / / rw - tmpfs a rw\n2 1 0:2 / /x ro - tmpfs b rw\n3 1 0:3 / /y rw - tmpfs c rw\n")
+    assert second[0] is first[0] and second[1] != first[1] and second[1].ro and second[2].mountpoint == "/y"
+    assert second == mountinfo.parse(b"1 0 0:1 / / rw - tmpfs a rw\n2 1 0:2 / /x ro - tmpfs b rw\n"
+                                     b"3 1 0:3 / /y rw - tmpfs c rw\n")
+
+
 def test_this_processes_table_parses():
     table = mountinfo.read()
     assert table and any(i.mountpoint == "/" for i in table)

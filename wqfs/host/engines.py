@@ -92,6 +92,7 @@ class NamespaceFeed:
         self._poll_lock = threading.Lock()  # who closes the fds the thread polls: it, or _close
         self._polling = self._closing = False
         self._statmount: Optional[statmount.Statmounter] = None
+        self._parser = mountinfo.Parser()
         self._last_events = float("-inf")
         self._events_applied = trio.Event()
         self.counts = {"events": 0, "resyncs": 0, "statmounts": 0, "unexplained_pri": 0, "overflows": 0}
@@ -268,7 +269,7 @@ class NamespaceFeed:
     # ---- the table ----
 
     def _read_table(self) -> list[MountInfo]:
-        return mountinfo.parse(mountinfo.read_fd(self._mountinfo_fd))
+        return self._parser.parse(mountinfo.read_fd(self._mountinfo_fd))
 
     def _load(self, infos: list[MountInfo], first: bool = False) -> None:
         """A whole table: to the kernel (mount_resync), and to the engine's own copy; the

@@ -104,9 +104,13 @@ class Lookups:
                    "uid": cred.uid, "gid": cred.gid, "groups": sorted(cred.groups), "caps": cred.caps,
                    "path": path.hex(), "at_flags": at_flags, "for_sb": for_sb}
             fds = tuple(fd for fd in (nsfd, root, start, proc, theirs.fileno()) if fd >= 0)
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-I", "-S", CHILD, json.dumps(req)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
+            try:
+                process = await trio.lowlevel.open_process(
+                    [sys.executable, "-I", "-S", CHILD, json.dumps(req)], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=fds, start_new_session=True)
+            except OSError as e:  # no process to be had (EAGAIN, ENOMEM, EMFILE...)
+                raise KernelError(e.errno if e.errno in (errno.EAGAIN, errno.ENOMEM) else errno.EIO,
+                                  f"no path lookup helper: {e}") from None
             theirs.close()
             reply_sock = trio.socket.from_stdlib_socket(ours)
             ours = None

@@ -44,6 +44,28 @@ def parse(data: bytes) -> list[MountInfo]:
     return [parse_line(line) for line in data.split(b"\n") if line]
 
 
+class Parser:
+    """parse() for a file read again and again: a line the last read had is not parsed again
+    (a remount changes a line or two of a table that may have thousands)."""
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, MountInfo] = {}
+
+    def parse(self, data: bytes) -> list[MountInfo]:
+        last, seen = self._last, {}
+        out = []
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            info = last.get(line)
+            if info is None:
+                info = parse_line(line)
+            seen[line] = info
+            out.append(info)
+        self._last = seen
+        return out
+
+
 def read_fd(fd: int) -> bytes:
     """The whole file behind an open mountinfo fd, from its start (a seq_file rereads on lseek 0)."""
     os.lseek(fd, 0, os.SEEK_SET)
