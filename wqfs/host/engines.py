@@ -38,11 +38,12 @@ from .sentinel import Sentinel
 
 log = logging.getLogger("wqfs.host")
 
-# A POLLPRI within this long of a mount event is that event's: the kernel wakes mountinfo's
-# pollers while it attaches (touch_mnt_namespace) and queues the fanotify event a moment later,
-# when it unlocks the namespace (namespace_unlock, notify_mnt_list); the POLLPRI reaches trio
-# through a thread, the event directly, so either may be seen first.
-EXPLAIN_GRACE = 0.003
+# Every attach and detach also polls POLLPRI: a POLLPRI is a mount event's if an event changed
+# the table since the last POLLPRI was handled, or if one comes within EXPLAIN_GRACE (the kernel
+# wakes mountinfo's pollers while it attaches, touch_mnt_namespace, and queues the fanotify event
+# a moment later, when it unlocks the namespace, namespace_unlock; the POLLPRI reaches trio
+# through a thread, the event directly, so either may be seen first). Any other is a remount.
+EXPLAIN_GRACE = 0.005
 ANCHORS = 4  # processes remembered as members of the namespace
 MAX_MOUNTS = 65536  # a namespace with more mounts than this is not followed (what a user can mount is the kernel's mount-max, 100,000)
 
@@ -93,7 +94,8 @@ class NamespaceFeed:
         self._polling = self._closing = False
         self._statmount: Optional[statmount.Statmounter] = None
         self._parser = mountinfo.Parser()
-        self._last_events = float("-inf")
+        self._changes = 0  # mount events that changed the table (not those a table read had already shown)
+        self._changes_explained = 0  # ... of which the POLLPRIs handled so far were the echo
         self._events_applied = trio.Event()
         self.counts = {"events": 0, "resyncs": 0, "statmounts": 0, "unexplained_pri": 0, "overflows": 0}
 
@@ -291,7 +293,7 @@ class NamespaceFeed:
             for old in [o for o in self.unique_of if o not in self.table]:
                 self.old_of.pop(self.unique_of.pop(old), None)
             if new:
-                self._map_ids()
+                self._map_ids(full=first)
 
     def _carried(self, infos: list[MountInfo]) -> None:
         """Mounts whose mount point changed only because an ancestor moved (same parent, same
@@ -317,16 +319,24 @@ class NamespaceFeed:
                     self.key, mounts, MAX_MOUNTS)
         self.retire(self)
 
-    def _map_ids(self) -> None:
+    def _map_ids(self, full: bool = True) -> None:
+        """The unique ids of the namespace's mounts (listmount), and the mountinfo id of each
+        (statmount): all of them, or only those the map does not have yet."""
         assert self._statmount is not None
-        self.old_of.clear()
-        self.unique_of.clear()
+        if full:
+            self.old_of.clear()
+            self.unique_of.clear()
         for unique in statmount.listmount(self._statmount.ns_id):
+            if unique in self.old_of:
+                continue
             try:
                 old, _ = self._statmount.ids(unique)
             except OSError:
                 continue
             self.counts["statmounts"] += 1
+            stale = self.unique_of.get(old)
+            if stale is not None:
+                self.old_of.pop(stale, None)
             self.old_of[unique] = old
             self.unique_of[old] = unique
 
@@ -362,7 +372,6 @@ class NamespaceFeed:
             events = fanotify.read_events(self._group)
             if events:
                 self._apply(events)
-                self._last_events = trio.current_time()
                 self._events_applied.set()
                 self._events_applied = trio.Event()
 
@@ -398,12 +407,13 @@ class NamespaceFeed:
             if not pri:
                 return
             if self.use_fanotify:
-                if trio.current_time() - self._last_events <= EXPLAIN_GRACE:
-                    continue
-                applied = self._events_applied
-                with trio.move_on_after(EXPLAIN_GRACE):
-                    await applied.wait()
-                if applied.is_set():
+                if self._changes == self._changes_explained:
+                    with trio.move_on_after(EXPLAIN_GRACE):
+                        while self._changes == self._changes_explained:
+                            await self._events_applied.wait()
+                explained = self._changes != self._changes_explained
+                self._changes_explained = self._changes
+                if explained:
                     continue
                 self.counts["unexplained_pri"] += 1
             self._load(self._read_table())
@@ -472,6 +482,7 @@ class NamespaceFeed:
                     self._too_big(len(self.table) + len(infos))
                     return
                 self.kernel.attach_mounts(self.key, infos)
+                self._changes += 1
                 for info in infos:
                     self._put(info)
         elif kind == fanotify.FAN_MNT_DETACH:
@@ -482,6 +493,7 @@ class NamespaceFeed:
                 if info is None:
                     continue
                 self.kernel.move_mount(self.key, info)
+                self._changes += 1
                 self._put(info)
                 self._rehang(info.id)
 
@@ -512,6 +524,7 @@ class NamespaceFeed:
                             (c == old or self._gone(c)))
         if gone:  # each tree top first, then what is below it
             self.kernel.umount_mounts(self.key, gone)
+            self._changes += 1
             for old in gone:
                 self._drop(old)
 
