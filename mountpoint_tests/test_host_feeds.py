@@ -350,14 +350,15 @@ async def test_the_feed_ends_when_the_namespace_does_and_its_watches_go(host):
         q = host.queue()
         await host.watch(ns, ns.base, q, 3)
         base = ns.mount_id(ns.base)
-        sentinels = _sentinels()
+        key = _key(ns)
+        sentinels = _children_in(key) - {ns.pid}
         assert sentinels
         ns.proc.kill()
         ns.proc.wait()
         assert await wait_records(q, 1) == [("removal", base, 3)]
         await host.until_no_feed()
         with trio.fail_after(WAIT):
-            while _sentinels() & sentinels:
+            while _children_in(key):
                 await trio.sleep(0.02)
 
 
@@ -550,19 +551,18 @@ def _key(ns: Namespace) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _sentinels() -> set[int]:
-    """The sentinels of this test process's feeds (its children running sentinel_child.py)."""
+def _children_in(key: tuple[int, int]) -> set[int]:
+    """This test process's children in the namespace key (a feed's sentinel, once its process is gone)."""
     found = set()
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    cmdline = f.read()
                 with open(f"/proc/{name}/stat", "rb") as f:
                     ppid = int(f.read().rpartition(b")")[2].split()[1])
+                st = os.stat(f"/proc/{name}/ns/mnt")
             except OSError:
                 continue
-            if b"sentinel_child.py" in cmdline and ppid == os.getpid():
+            if ppid == os.getpid() and (st.st_dev, st.st_ino) == key:
                 found.add(int(name))
     return found
 

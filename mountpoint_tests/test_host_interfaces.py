@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 import pytest
+import trio
 
 from wqfs.host import fanotify, mountinfo, statmount
 from wqfs.host.feeds import fanotify_engine_available
@@ -190,3 +191,37 @@ if __name__ == "__main__":
         _same_as_mountinfo("self", sys.argv[2])
     elif sys.argv[1] == "detached":
         _detached(sys.argv[2])
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("kind", ["nsenter", "python"])
+async def test_a_sentinel_joins_the_namespace_and_ends_with_its_pipe(kind, monkeypatch):
+    from wqfs.host import sentinel
+    if kind == "python":
+        monkeypatch.setattr(sentinel.shutil, "which", lambda name: None)
+    elif not shutil.which("nsenter"):
+        pytest.skip("no nsenter")
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "cat"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    try:
+        while os.stat(f"/proc/{proc.pid}/ns/mnt") == os.stat("/proc/self/ns/mnt"):
+            await trio.sleep(0.005)
+        nsfd = os.open(f"/proc/{proc.pid}/ns/mnt", os.O_RDONLY)
+        try:
+            s = await sentinel.Sentinel.start(nsfd)
+        finally:
+            os.close(nsfd)
+        try:
+            assert os.stat(f"/proc/{s.pid}/ns/mnt") == os.stat(f"/proc/{proc.pid}/ns/mnt")
+            assert mountinfo.read(s.pid) == mountinfo.read(proc.pid)
+            assert s.process.stdin is not None
+            await s.process.stdin.aclose()  # the daemon's end of the pipe closes: the sentinel ends
+            with trio.fail_after(10):
+                await s.wait()
+        finally:
+            await s.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdin is not None
+        proc.stdin.close()

@@ -1,13 +1,18 @@
 """A process inside a mount namespace, for its /proc/PID/mountinfo (fs/proc_namespace.c:
 the table in the namespace root's frame, and POLLPRI on change) and /proc/PID/root.
 
-The sentinel is a small Python of its own (sentinel_child.py, no fork of the daemon's trio
-process) that joins the namespace by setns(2) and blocks reading a pipe from the daemon: it
-exits on EOF, so a daemon that dies, however it dies, leaves no sentinel behind.
+The sentinel joins the namespace by setns(2) and blocks reading a pipe from the daemon: it
+exits on EOF, so a daemon that dies, however it dies, leaves no sentinel behind. It is
+nsenter(1) exec'ing cat(1) (util-linux and coreutils: a few hundred KiB each), or where those
+are missing a small Python of its own (sentinel_child.py, some MiB); never a fork of the
+daemon's trio process.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import trio
@@ -31,8 +36,8 @@ class Sentinel:
     async def start(cls, nsfd: int) -> "Sentinel":
         """A sentinel in nsfd's namespace, once it is in (OSError with the setns errno if it cannot be)."""
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-I", "-S", CHILD, str(nsfd)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, pass_fds=(nsfd,), start_new_session=True)
+            _argv(nsfd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            pass_fds=(nsfd,), start_new_session=True)
         sentinel = cls(process)
         try:
             line = b""
@@ -45,7 +50,8 @@ class Sentinel:
                     line += chunk
             if line != b"ready\n":
                 words = line.split()
-                err = int(words[1]) if len(words) == 2 and words[0] == b"error" and words[1].isdigit() else 5
+                # the Python sentinel says its errno; nsenter only fails, most likely for want of CAP_SYS_ADMIN
+                err = int(words[1]) if len(words) == 2 and words[0] == b"error" and words[1].isdigit() else errno.EPERM
                 raise SentinelError(err, f"the sentinel could not join the namespace: {os.strerror(err)}")
         except BaseException:
             await sentinel.stop()
@@ -72,3 +78,10 @@ class Sentinel:
     def alive(self) -> bool:
         return self.process.returncode is None
 
+
+
+def _argv(nsfd: int) -> list[str]:
+    nsenter, cat, sh = shutil.which("nsenter"), shutil.which("cat"), shutil.which("sh")
+    if nsenter and cat and sh:
+        return [nsenter, f"--mount=/proc/self/fd/{nsfd}", "--", sh, "-c", f"echo ready && exec {shlex.quote(cat)} >/dev/null"]
+    return [sys.executable, "-I", "-S", CHILD, str(nsfd)]
