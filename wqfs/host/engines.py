@@ -21,7 +21,6 @@ lose the event between the two.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -33,7 +32,6 @@ import trio
 
 from ..kernel import Kernel, MountInfo
 from . import fanotify, mountinfo, statmount
-from .mountinfo import below
 from .sentinel import Sentinel
 
 log = logging.getLogger("wqfs.host")
@@ -283,7 +281,6 @@ class NamespaceFeed:
         if len(infos) > MAX_MOUNTS:
             self._too_big(len(infos))
             return
-        self._carried(infos)
         self.kernel.mount_resync(self.key, infos)
         self.table = {i.id: i for i in infos}
         self.children = {}
@@ -294,23 +291,6 @@ class NamespaceFeed:
                 self.old_of.pop(self.unique_of.pop(old), None)
             if new:
                 self._map_ids(full=first)
-
-    def _carried(self, infos: list[MountInfo]) -> None:
-        """Mounts whose mount point changed only because an ancestor moved (same parent, same
-        place in it) were carried along, not moved: the kernel is told their new mount points
-        as a change first, so that the table's diff has only the moved mount's MOVE_FROM and
-        MOVE_TO, as attach_recursive_mnt posts for the top of the tree it moves."""
-        fresh = {i.id: i for i in infos}
-        for info in infos:
-            old = self.table.get(info.id)
-            if old is None or old.parent != info.parent or old.mountpoint == info.mountpoint:
-                continue
-            old_parent, new_parent = self.table.get(old.parent), fresh.get(info.parent)
-            if old_parent is None or new_parent is None or old_parent.mountpoint == new_parent.mountpoint:
-                continue
-            here = below(old.mountpoint, old_parent.mountpoint)
-            if here is not None and here == below(info.mountpoint, new_parent.mountpoint):
-                self.kernel.change_mount(self.key, dataclasses.replace(old, mountpoint=info.mountpoint))
 
     def _too_big(self, mounts: int) -> None:
         """Bounded memory: a namespace grown past MAX_MOUNTS is no longer followed, and its

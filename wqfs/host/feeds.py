@@ -150,7 +150,8 @@ class MountFeeds:
                 if watch_id >= 0 and found.fd is not None:
                     feed.sb_ids.add(target.dev)
                     fd, found = found.fd, None
-                    self.sb_errors.add(nursery, target.dev, fd)
+                    mount = self.kernel.find_mount(feed.key, target.mnt_id)
+                    await self.sb_errors.add(nursery, target.dev, fd, mount.fstype if mount is not None else "")
             else:
                 self.kernel.watch_mount(cred, target, queue, watch_id, limit)
         finally:

@@ -10,6 +10,7 @@ merges repeats of one error into one event's error_count: one record, not N.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
@@ -20,6 +21,12 @@ from . import fanotify
 
 log = logging.getLogger("wqfs.host")
 GROUPS = 64  # fanotify groups for errors at most (fs.fanotify.max_user_groups is 128 per user)
+# Putting a mark asks the file system for its fsid (statfs): a FUSE file system (this daemon's
+# own mount among them) or a hung network one answers that only when its server does, so the
+# mark is put on a thread, a few at a time, and given up after MARK_DEADLINE seconds.
+MARK_THREADS = 4
+MARK_DEADLINE = 5.0
+NO_ERRORS_FSTYPES = ("fuse", "fuseblk")  # FUSE reports no superblock errors: no mark, no statfs
 
 
 class SbErrorFeeds:
@@ -29,23 +36,49 @@ class SbErrorFeeds:
         self._groups: dict[int, tuple[int, trio.CancelScope]] = {}
         self.errors = 0
         self.unavailable = 0
+        self._marking: set[int] = set()
+        self._limiter = trio.CapacityLimiter(MARK_THREADS)
 
-    def add(self, nursery: trio.Nursery, sb_id: int, fd: int) -> None:
-        """A FAN_FS_ERROR mark on fd's file system, reported as superblock sb_id (fd is closed here)."""
-        try:
-            if sb_id in self._groups or len(self._groups) >= self.limit:
-                return
+    async def add(self, nursery: trio.Nursery, sb_id: int, fd: int, fstype: str = "") -> None:
+        """A FAN_FS_ERROR mark on fd's file system, reported as superblock sb_id (fd is closed
+        here). The watch_sb that asks waits for it, so that an error after its return is seen."""
+        if (sb_id in self._groups or sb_id in self._marking or len(self._groups) + len(self._marking) >= self.limit
+                or fstype.split(".")[0] in NO_ERRORS_FSTYPES):
+            os.close(fd)
+            return
+        self._marking.add(sb_id)
+        abandoned = False
+
+        def mark() -> int:
             try:
                 group = fanotify.error_group(fd)
-            except OSError as e:  # no fanotify, no fsid (EXDEV, ENODEV, EOPNOTSUPP), no privilege
-                self.unavailable += 1
-                log.debug("no FAN_FS_ERROR for superblock %#x: %s", sb_id, e)
+            finally:
+                os.close(fd)
+            if abandoned:  # the deadline passed while the file system kept us waiting
+                os.close(group)
+                raise OSError(errno.ETIMEDOUT, "the file system did not answer statfs in time")
+            return group
+
+        done = False
+        try:
+            with trio.move_on_after(MARK_DEADLINE):
+                group = await trio.to_thread.run_sync(mark, abandon_on_cancel=True, limiter=self._limiter)
+                done = True
+                if self.kernel.superblock_watch_count(sb_id):
+                    scope = trio.CancelScope()
+                    self._groups[sb_id] = (group, scope)
+                    nursery.start_soon(self._read, sb_id, group, scope)
+                else:
+                    os.close(group)
                 return
-            scope = trio.CancelScope()
-            self._groups[sb_id] = (group, scope)
-            nursery.start_soon(self._read, sb_id, group, scope)
+            self.unavailable += 1
+            log.debug("no FAN_FS_ERROR for superblock %#x: statfs did not answer in %s s", sb_id, MARK_DEADLINE)
+        except OSError as e:  # no fanotify, no fsid (EXDEV, ENODEV, EOPNOTSUPP), no privilege
+            self.unavailable += 1
+            log.debug("no FAN_FS_ERROR for superblock %#x: %s", sb_id, e)
         finally:
-            os.close(fd)
+            abandoned = not done  # past the deadline, or the caller's call was cancelled
+            self._marking.discard(sb_id)
 
     async def _read(self, sb_id: int, group: int, scope: trio.CancelScope) -> None:
         try:
