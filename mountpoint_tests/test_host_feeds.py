@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 import shutil
 import signal
 import subprocess
@@ -315,6 +316,24 @@ async def test_a_bind_remount_ro_is_readonly_then_setattr(host, ns):
     # the patch takes SETATTR's IS_NOW_RO from the mount flags' SB_RDONLY bit, which is MNT_NOSUID's
     assert await wait_records(q, 2) == [mount(READONLY, a, 0, 2), mount(SETATTR, a, 0, 2, RO)]
     assert drain(q) == []  # the superblock was not reconfigured
+
+
+async def test_a_remount_right_after_a_mount_is_not_lost(host, ns):
+    """One mountinfo wake-up may carry a mount and a remount of another mount: the fanotify
+    engine takes it for the mount's, and reads the table again once the namespace is quiet
+    (engines.QUIET_RECHECK), so the remount comes late but comes."""
+    await ns.sh(f"mkdir {ns.path('a')} {ns.path('b')}; mount -t tmpfs none {ns.path('b')}")
+    b = ns.mount_id(ns.path("b"))
+    base = ns.mount_id(ns.base)
+    q = host.queue()
+    await host.watch(ns, ns.base, q, 1)
+    both = ("import ctypes, sys; libc = ctypes.CDLL(None, use_errno=True); "
+            "assert libc.mount(b'none', sys.argv[1].encode(), b'tmpfs', 0, None) == 0; "
+            "assert libc.mount(b'none', sys.argv[2].encode(), None, 0x1000 | 0x20 | 1, None) == 0")
+    await ns.sh(f"{sys.executable} -c \"{both}\" {ns.path('a')} {ns.path('b')}")  # MS_BIND|MS_REMOUNT|MS_RDONLY
+    a = ns.mount_id(ns.path("a"))
+    assert await wait_records(q, 3) == [mount(NEW, base, a, 1), mount(READONLY, b, 0, 1, SUB | RO),
+                                        mount(SETATTR, b, 0, 1, SUB)]
 
 
 # ---------------------------------------------------------------- queues and watches

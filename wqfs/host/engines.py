@@ -42,6 +42,11 @@ log = logging.getLogger("wqfs.host")
 # a moment later, when it unlocks the namespace, namespace_unlock; the POLLPRI reaches trio
 # through a thread, the event directly, so either may be seen first). Any other is a remount.
 EXPLAIN_GRACE = 0.005
+# A POLLPRI taken for a mount event's may also have carried a remount (one wake-up for several
+# changes): once the namespace has had no mount event for QUIET_RECHECK seconds, the table is
+# read once more, so such a remount is posted late rather than never (if its mount still exists).
+# A storm of mount events reads no table; its end reads one.
+QUIET_RECHECK = 0.05
 ANCHORS = 4  # processes remembered as members of the namespace
 MAX_MOUNTS = 65536  # a namespace with more mounts than this is not followed (what a user can mount is the kernel's mount-max, 100,000)
 
@@ -95,7 +100,8 @@ class NamespaceFeed:
         self._changes = 0  # mount events that changed the table (not those a table read had already shown)
         self._changes_explained = 0  # ... of which the POLLPRIs handled so far were the echo
         self._events_applied = trio.Event()
-        self.counts = {"events": 0, "resyncs": 0, "statmounts": 0, "unexplained_pri": 0, "overflows": 0}
+        self._recheck = trio.Event()  # set when a POLLPRI was taken for a mount event's
+        self.counts = {"events": 0, "resyncs": 0, "statmounts": 0, "unexplained_pri": 0, "overflows": 0, "rechecks": 0}
 
     # ---- life ----
 
@@ -116,6 +122,8 @@ class NamespaceFeed:
                     if self.use_fanotify:
                         nursery.start_soon(self._feed_events)
                     nursery.start_soon(self._feed_pri)
+                    if self.use_fanotify:
+                        nursery.start_soon(self._recheck_when_quiet)
                     started = True
                     self.ready.set()
                     task_status.started()
@@ -394,8 +402,23 @@ class NamespaceFeed:
                 explained = self._changes != self._changes_explained
                 self._changes_explained = self._changes
                 if explained:
+                    self._recheck.set()
                     continue
                 self.counts["unexplained_pri"] += 1
+            self._load(self._read_table())
+
+    async def _recheck_when_quiet(self) -> None:
+        """The table read once after a run of explained POLLPRIs, when no mount event has come
+        for QUIET_RECHECK seconds (see QUIET_RECHECK)."""
+        while True:
+            await self._recheck.wait()
+            self._recheck = trio.Event()
+            while True:
+                seen = self._changes
+                await trio.sleep(QUIET_RECHECK)
+                if self._changes == seen:
+                    break
+            self.counts["rechecks"] += 1
             self._load(self._read_table())
 
     def _apply(self, events: Iterable[fanotify.Event]) -> None:
