@@ -112,6 +112,16 @@ def test_resync_reports_a_move_as_a_move(kernel):
     assert drain(q) == rec(MFROM, 22, 30, flags=SUB) + rec(MTO, 20, 30)
 
 
+def test_resync_reports_a_moved_tree_as_one_move_of_its_top(kernel):
+    kernel.attach_mounts(NS, [mnt(30, 22, "/srv/data/x"), mnt(31, 30, "/srv/data/x/sub")])
+    q = watch(kernel, "", 20)
+    inner = watch(kernel, "", 31, tag=2)
+    kernel.mount_resync(NS, ROOT_TABLE + [mnt(30, 20, "/z"), mnt(31, 30, "/z/sub")])
+    assert drain(q) == rec(MFROM, 22, 30, flags=SUB) + rec(MTO, 20, 30)
+    assert drain(inner) == b""  # carried along: no record of its own, and its watch stays
+    assert kernel.namespace_watch_count(NS) == 2
+
+
 def test_bind_remount_read_only_is_readonly_then_setattr(kernel):
     q = watch(kernel, "", 22)
     kernel.change_mount(NS, mnt(22, 20, "/srv/data", opts="ro,relatime"))

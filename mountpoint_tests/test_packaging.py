@@ -94,6 +94,22 @@ def test_the_installed_package_reads_libfuses_log_in_c(venv):
     assert check.stdout.split() == ["True", "True"], check.stderr
 
 
+def test_the_installed_package_has_the_c_header(venv, tmp_path):
+    """wqfs/include/wqfs/watch_queue.h is package data: a program builds against the installed
+    copy (include_dir() of the installed package, outside the source tree) and gets its numbers."""
+    found = subprocess.run([os.path.join(venv, "python"), "-c", "import wqfs.include as i; print(i.include_dir())"],
+                           capture_output=True, text=True, cwd="/", timeout=60)
+    include = found.stdout.strip()
+    assert found.returncode == 0 and not include.startswith(ROOT + os.sep), (include, found.stderr)
+    source = tmp_path / "nr.c"
+    source.write_text("#include <stdio.h>\n#include <wqfs/watch_queue.h>\n"
+                      "int main(void) { printf(\"%d %d %d\\n\", __NR_watch_mount, __NR_watch_sb, WATCH_TYPE__NR); return 0; }\n")
+    built = subprocess.run(["gcc", "-Wall", "-Werror", f"-I{include}", "-o", str(tmp_path / "nr"), str(source)],
+                           capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    assert subprocess.run([str(tmp_path / "nr")], capture_output=True, text=True).stdout.split() == ["1000", "1001", "4"]
+
+
 def test_mount_run_and_the_client_of_the_installed_package(venv, mounted):
     added = subprocess.run([os.path.join(venv, "wqfs"), "run", "--mount", mounted, "--",
                             "keyctl", "add", "user", "from-run", "v", "@us"],

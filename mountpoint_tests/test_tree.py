@@ -13,8 +13,8 @@ from helpers import serial, sh, write_key
 
 
 def test_root_lists_the_fixed_entries(mnt):
-    assert sorted(os.listdir(mnt)) == sorted(["keys", "events", "watch_queue", "@t", "@p", "@s", "@u", "@us",
-                                              "@persistent"])
+    assert sorted(os.listdir(mnt)) == sorted(["keys", "events", "watch_queue", "mounts", "superblocks",
+                                              "@t", "@p", "@s", "@u", "@us", "@persistent"])
     assert stat.S_ISDIR(os.stat(os.path.join(mnt, "keys")).st_mode)
     assert stat.S_ISDIR(os.stat(os.path.join(mnt, "events")).st_mode)
     st = os.stat(os.path.join(mnt, "watch_queue"))

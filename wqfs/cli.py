@@ -1,4 +1,4 @@
-"""The wqfs command: mount, unmount, watch, decode (and run)."""
+"""The wqfs command: mount, unmount, watch, decode, cflags (and run)."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ from .mounts import WQFS_TYPE, default_mountpoint, force_unmount, mount_path, mo
 from .watchcmd import reflow
 
 PROG = "wqfs"
+MOUNT_ENGINES = ("auto", "fanotify", "mountinfo")  # wqfs.host.feeds.MountFeeds's engines
 
 
 class UsageError(Exception):
@@ -121,7 +122,7 @@ def _init(mountpoint: str, args: argparse.Namespace):
         raise UsageError(str(error)) from None
     try:
         return daemon.init(mountpoint, args.allow_other, args.verbose, args.gc_delay, args.rcu_grace,
-                           security=security)
+                           security=security, mount_engine=args.mount_engine)
     except RuntimeError as error:
         hint = " (is user_allow_other set in /etc/fuse.conf?)" if args.allow_other and os.getuid() else ""
         raise UsageError(f"cannot mount at {mountpoint}: {error}{hint}") from None
@@ -216,6 +217,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cflags(args: argparse.Namespace) -> int:
+    from . import include
+    print(include.cflags())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .syscalls.run import RunError, run
     argv = list(args.program)
@@ -223,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv = argv[1:]
     try:
         return run(argv, args.mount or default_mountpoint(), private=args.private, new_session=args.new_session,
-                   label=args.smack_label)
+                   label=args.smack_label, legacy_watch_nr=args.legacy_watch_nr)
     except RunError as error:
         raise UsageError(str(error)) from None
 
@@ -252,9 +259,11 @@ def _notes(text: str) -> int:
 
 DESCRIPTION = """\
 wqfs emulates Linux's general notification queue (watch_queue) and the key subsystem's
-notifications in user space: a FUSE tree where keys are files and keyrings directories
-(MOUNT/keys, MOUNT/@s, ...), notification queue files (MOUNT/watch_queue, MOUNT/events/KEY),
-and `wqfs run`, which gives unmodified programs (keyctl watch, watch_test) the syscalls."""
+notifications in user space, and the mount and superblock notifications the 2020 patches
+proposed, fed by the host's own mount events: a FUSE tree where keys are files and keyrings
+directories (MOUNT/keys, MOUNT/@s, ...), notification queue files (MOUNT/watch_queue,
+MOUNT/events/KEY, MOUNT/mounts/PATH, MOUNT/superblocks/PATH), and `wqfs run`, which gives
+unmodified programs (keyctl watch, watch_test) the syscalls."""
 
 EPILOG = """\
 The default mountpoint is /run/wqfs for root, else $XDG_RUNTIME_DIR/wqfs, or ~/.wqfs without
@@ -298,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one RCU grace period: a key's last link is put this long after its unlink, "
                             f"and the key freed as long after that (default {abi.RCU_GRACE_PERIOD:g}, a "
                             "distribution kernel's; 0: at once)")
+    mount.add_argument("--mount-engine", choices=MOUNT_ENGINES, default="auto",
+                       help="how the host's mount namespaces are read for mount and superblock watches: "
+                            "fanotify mount events with statmount, or mountinfo alone (the fallback of "
+                            "kernels before 6.15); auto (the default) takes fanotify where the kernel has it")
     mount.add_argument("--log", metavar="FILE", help="where a backgrounded daemon writes its log")
     mount.add_argument("--lsm", metavar="MODULE",
                        help="a security module: smack, or python:MODULE:CLASS (a subclass of wqfs.kernel.LSM)")
@@ -324,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     reload.set_defaults(func=cmd_smack_reload)
 
     from . import watchcmd
-    watch = sub.add_parser("watch", help="print key notifications as they come",
+    watch = sub.add_parser("watch", help="print key, mount and superblock notifications as they come",
                            description="Print a line per notification of the KEYs, as keyctl watch does,\n"
-                                       "with inotifywait's options.",
+                                       "with inotifywait's options; of mounts (--mounts) and superblocks (--sb)\n"
+                                       "as the 2020 patches' watch_test.c does.",
                            epilog=watchcmd.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     watchcmd.add_arguments(watch, _seconds, _notes)
     watch.set_defaults(func=cmd_watch)
@@ -334,14 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
     decode = _command(sub, "decode", "decode binary records from stdin",
                       "Read notification records from stdin (a wqfs queue, or a real kernel's notification\n"
                       "pipe) and print them as keyctl watch does, as the kernel's samples/watch_queue/\n"
-                      "watch_test.c does, or as JSON lines.")
+                      "watch_test.c does, or as JSON lines. Mount and superblock records are printed as\n"
+                      "the 2020 patches' watch_test.c prints them (MOUNT 0000002f change=0[new_mount] aux=30)\n"
+                      "in the keyctl and watch_test styles.")
     decode.add_argument("--style", choices=("keyctl", "watch_test", "json"), default="keyctl",
                         help="keyctl (the default), watch_test or json")
     decode.set_defaults(func=cmd_decode)
 
+    cflags = _command(sub, "cflags", "print the compiler flags for wqfs's C header",
+                      "Print the -I flag that finds <wqfs/watch_queue.h>, the mount and superblock\n"
+                      "notification ABI and wqfs's watch_mount and watch_sb syscall numbers, for programs\n"
+                      "run under `wqfs run`: cc $(wqfs cflags) -o watch_test watch_test.c")
+    cflags.set_defaults(func=cmd_cflags)
+
     run = _command(sub, "run", "run a program with watch_queue and key syscalls emulated",
                    "Run PROGRAM under a seccomp filter that hands its watch_queue and key syscalls\n"
-                   "(pipe2 with O_NOTIFICATION_PIPE, the watch-queue ioctls, keyctl, add_key, request_key)\n"
+                   "(pipe2 with O_NOTIFICATION_PIPE, the watch-queue ioctls, keyctl, add_key, request_key,\n"
+                   "and watch_mount and watch_sb at wqfs's numbers: `wqfs cflags`)\n"
                    "to the daemon of --mount, or to a private daemon where none runs. Its children run\n"
                    "under the filter too.")
     run.add_argument("--mount", metavar="DIR", help="the daemon to use (default: the default mountpoint; else a private one)")
@@ -353,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--smack-label", metavar="LABEL",
                      help="run the program and its children with this Smack label (the daemon must "
                           "run a security module; choosing a label takes the daemon's uid or CAP_MAC_ADMIN)")
+    run.add_argument("--legacy-watch-nr", choices=sorted(abi.LEGACY_WATCH_NRS), metavar="VERSION",
+                     help="serve watch_mount and watch_sb at the 2020 patches' numbers too, for binaries built "
+                          "with their headers: 2020-08 (440 watch_mount, 441 watch_sb) or 2020-02 (439 "
+                          "watch_mount); those numbers are faccessat2, process_madvise and epoll_pwait2 today, "
+                          "and a call is taken for watch_mount only where the real call would certainly fail "
+                          "and its fourth argument is a notification queue (off by default)")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS]")
     run.set_defaults(func=cmd_run)
     parser.commands = sub.choices  # type: ignore[attr-defined]  (main: each command's own usage)
@@ -365,6 +394,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = parser.commands[args.command]  # type: ignore[attr-defined]
     if extra:  # say it in the command's own usage, not the top-level one (exit 2)
         command.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "watch" and not (args.keys or args.mounts or args.sb):
+        command.error("watch needs a KEY, --mounts PATH or --sb PATH")
     if args.command == "run":
         program = list(args.program)
         if not program or program == ["--"]:

@@ -10,6 +10,12 @@
         async for record in q:
             ...
 
+    with Queue(size=256) as q:
+        q.watch_mount("/", tag=2)   # watch_mount(AT_FDCWD, "/", 0, fd, 2), as this process sees "/"
+        q.watch_sb("/mnt", tag=3)   # watch_sb
+        for record in q:            # MountNotification, SuperblockNotification, Removal, Loss
+            ...
+
 Errors are the kernel's: each call raises OSError with the errno the kernel's ioctl
 or keyctl would give (EINVAL, EBUSY, ENOKEY, EACCES, EBADSLT, ...), and a message that says
 what that errno means for that command (a write() to the queue file carries only the errno):
@@ -25,9 +31,10 @@ from typing import Iterator, Optional, Union
 from . import abi, protocol
 from .mounts import default_mountpoint
 from .kernel import TypeFilter
-from .records import Record, parse
+from .records import KeyNotification, Loss, MountNotification, Record, Removal, SuperblockNotification, parse
 
 KeySpec = Union[int, str]
+PathSpec = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 READ_SIZE = 65536
 
 # What each errno of a queue command means, command by command: the README's table.
@@ -53,6 +60,22 @@ COMMAND_ERRORS: dict[tuple[str, int], str] = {
     (_ANY, errno.EINTR): "interrupted by a signal (waiting for a key under construction)",
     (_ANY, errno.EMSGSIZE): "a command is at most 4096 bytes",
     (_ANY, errno.ENOTCONN): "the wqfs daemon stopped (its mount is dead: wqfs unmount it)",
+    **{(verb, number): text for verb in ("watch_mount", "watch_sb") for number, text in (
+        (errno.EINVAL, "a tag is 0..255 (and the only flag no_automount)"),
+        (errno.EAGAIN, "this user has as many watches as its RLIMIT_NOFILE allows (ulimit -n)"),
+        (errno.EINTR, "interrupted by a signal"))},
+    **{(verb, number): text for verb in ("watch_mount", "watch_sb", "unwatch_mount", "unwatch_sb")
+       for number, text in (
+        (errno.ENOENT, "no such file or directory (as this process sees the path)"),
+        (errno.ENOTDIR, "a component of the path is not a directory (watch_mount watches a directory)"),
+        (errno.EACCES, "no search (x) permission on the directory, or on one on the way to it"),
+        (errno.ELOOP, "too many levels of symbolic links"),
+        (errno.ENOSYS, "this wqfs daemon reads no mount namespaces"))},
+    ("watch_mount", errno.EBUSY): "this queue watches that directory already",
+    ("watch_sb", errno.EBUSY): "this queue watches that superblock already",
+    ("watch_sb", errno.EIO): "the superblock is going away",
+    ("unwatch_mount", errno.EBADSLT): "this queue does not watch that directory",
+    ("unwatch_sb", errno.EBADSLT): "this queue does not watch that superblock",
     ("open", errno.ENFILE): "this user is over /proc/sys/fs/pipe-user-pages-hard: no more queues",
     ("open", errno.ENOENT): "no watch_queue file there: not a wqfs mount",
 }
@@ -71,11 +94,26 @@ def _raise_explained(error: OSError, verb: str, what: str) -> None:
     raise OSError(error.errno, f"{what}: {command_error(verb, error.errno or 0)}") from None
 
 
-def key_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
-    """A filter passing key notifications of these subtypes (all if None), from one tag if given."""
+def type_filter(watch_type: int, subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
+    """A filter passing records of watch_type of these subtypes (all if None), from one tag if given."""
     mask = 0xFFFFFFFF if subtypes is None else sum(1 << s for s in subtypes)
     info_mask, info_filter = (abi.WATCH_INFO_ID, tag << 8) if tag is not None else (0, 0)
-    return [TypeFilter(abi.WATCH_TYPE_KEY_NOTIFY, info_filter, info_mask, (mask,) + (0,) * 7)]
+    return [TypeFilter(watch_type, info_filter, info_mask, (mask,) + (0,) * 7)]
+
+
+def key_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
+    """A filter passing key notifications of these subtypes (all if None), from one tag if given."""
+    return type_filter(abi.WATCH_TYPE_KEY_NOTIFY, subtypes, tag)
+
+
+def mount_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
+    """The same for mount notifications (abi.NOTIFY_MOUNT_*); filters add up: key_filter() + mount_filter()."""
+    return type_filter(abi.WATCH_TYPE_MOUNT_NOTIFY, subtypes, tag)
+
+
+def sb_filter(subtypes: Optional[list[int]] = None, tag: Optional[int] = None) -> list[TypeFilter]:
+    """The same for superblock notifications (abi.NOTIFY_SUPERBLOCK_*)."""
+    return type_filter(abi.WATCH_TYPE_SB_NOTIFY, subtypes, tag)
 
 
 class _QueueBase:
@@ -112,6 +150,30 @@ class _QueueBase:
 
     def unwatch(self, key: KeySpec) -> None:
         self._command(protocol.unwatch_command(key), "unwatch", f"unwatch {key}")
+
+    def watch_mount(self, path: PathSpec, tag: int, no_automount: bool = False) -> None:
+        """watch_mount(AT_FDCWD, path, AT_NO_AUTOMOUNT if no_automount, queue, tag) on the
+        directory path (relative to this process's cwd; as this process sees it): the changes
+        triggered on a mount (a new or removed mount's parent, a remounted mount) whose root is
+        path or below it. Blocks while the daemon reads this process's mount namespace, or
+        looks path up (boundedly)."""
+        self._host_command(path, tag, no_automount, False)
+
+    def unwatch_mount(self, path: PathSpec) -> None:
+        self._host_command(path, -1, False, False)
+
+    def watch_sb(self, path: PathSpec, tag: int, no_automount: bool = False) -> None:
+        """watch_sb(AT_FDCWD, path, ..., queue, tag): the superblock (file system) path is on."""
+        self._host_command(path, tag, no_automount, True)
+
+    def unwatch_sb(self, path: PathSpec) -> None:
+        self._host_command(path, -1, False, True)
+
+    def _host_command(self, path: PathSpec, tag: int, no_automount: bool, sb: bool) -> None:
+        raw = os.fsencode(path)
+        verb = ("unwatch_" if tag == -1 else "watch_") + ("sb" if sb else "mount")
+        shown = os.fsdecode(raw) + ("" if tag == -1 else f" {tag}")
+        self._command(protocol.watch_mount_command(raw, tag, no_automount, sb), verb, f"{verb} {shown}")
 
     def fileno(self) -> int:
         return self.fd
@@ -188,4 +250,6 @@ class AsyncQueue(_QueueBase):
         self.close()
 
 
-__all__ = ["AsyncQueue", "COMMAND_ERRORS", "Queue", "command_error", "key_filter"]
+__all__ = ["AsyncQueue", "COMMAND_ERRORS", "KeyNotification", "Loss", "MountNotification", "Queue", "Record",
+           "Removal", "SuperblockNotification", "command_error", "key_filter", "mount_filter", "sb_filter",
+           "type_filter"]

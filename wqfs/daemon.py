@@ -1,8 +1,9 @@
 """Mount lifecycle: init the FUSE session, run the tree, the GC and the reaper, unmount cleanly.
 
 This is where the parts meet, and the only module that knows them all: one Kernel, one
-CallerTable (who calls, for both fronts), the FUSE tree, and the syscall front, which is
-handed the kernel, the callers and the tree's pipe registry, never the tree itself.
+CallerTable (who calls, for both fronts), the host's mount feeds (both fronts' watch_mount and
+watch_sb), the FUSE tree, and the syscall front, which is handed the kernel, the callers, the
+feeds and the tree's pipe registry, never the tree itself.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .lsmconfig import Security
 from .mounts import default_mountpoint  # noqa: F401 (the daemon's default, defined with the mount checks)
 from .fuse.operations import WqfsOperations
 from .fuse.requests import REQUESTS
+from .host.feeds import MountFeeds
 from .syscalls import server
 from .syscalls.front import SyscallFront
 
@@ -87,9 +89,12 @@ def _raise_nofile() -> None:
 async def _serve(mounted: Mounted, mountpoint: str, on_ready: Optional[Callable[[], None]]) -> None:
     REQUESTS.bind_thread()
     ops = mounted.ops
-    front = SyscallFront(mounted.kernel, ops.pipes, mountpoint, mounted.callers)
+    feeds = MountFeeds(mounted.kernel, engine=mounted.mount_engine)
+    ops.feeds = feeds
+    front = SyscallFront(mounted.kernel, ops.pipes, mountpoint, mounted.callers, feeds)
     front.lsm_config = mounted.lsm_config
     async with trio.open_nursery() as nursery:
+        await nursery.start(feeds.run)  # before anyone can ask for a watch
         nursery.start_soon(background.run_gc, mounted.kernel)
         nursery.start_soon(background.run_reaper, mounted.kernel, mounted.callers)
         nursery.start_soon(front.transfers.watch)

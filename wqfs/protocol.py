@@ -10,13 +10,22 @@ in text. Parsing lives here so the FUSE front and the Python client agree on it.
     filter raw HEX              the struct's bytes, exactly as a program would pass them
     watch KEY TAG               keyctl(KEYCTL_WATCH_KEY, KEY, fd, TAG)
     unwatch KEY                 keyctl(KEYCTL_WATCH_KEY, KEY, fd, -1)
+    watch_mount PATH TAG [no_automount]   watch_mount(AT_FDCWD, PATH, AT_FLAGS, fd, TAG)
+    unwatch_mount PATH [no_automount]     watch_mount(AT_FDCWD, PATH, AT_FLAGS, fd, -1)
+    watch_sb PATH TAG [no_automount]      watch_sb(AT_FDCWD, PATH, AT_FLAGS, fd, TAG)
+    unwatch_sb PATH [no_automount]        watch_sb(AT_FDCWD, PATH, AT_FLAGS, fd, -1)
 
 KEY is a serial or @t, @p, @s, @u, @us (or a special ID such as -3). Numbers take
 0x and 0o prefixes. subtypes defaults to all 32 bits; it sets subtype_filter[0].
+PATH is resolved as the writing process sees it (its root, its cwd for a relative
+PATH), and written as /proc/PID/mountinfo writes paths: a byte that is not printable
+ASCII, a space or a backslash is \\ and three octal digits (\\040 for a space).
+no_automount is AT_NO_AUTOMOUNT.
 """
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -24,7 +33,9 @@ from . import abi
 from .kernel import KernelError, TypeFilter, pack_filter
 
 MAX_COMMAND = 4096
-TYPE_NAMES = {"meta": abi.WATCH_TYPE_META, "key": abi.WATCH_TYPE_KEY_NOTIFY}
+TYPE_NAMES = {"meta": abi.WATCH_TYPE_META, "key": abi.WATCH_TYPE_KEY_NOTIFY,
+              "mount": abi.WATCH_TYPE_MOUNT_NOTIFY, "sb": abi.WATCH_TYPE_SB_NOTIFY}
+AT_FLAG_WORDS = {"no_automount": abi.AT_NO_AUTOMOUNT}
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,16 @@ class WatchKey:
     tag: int
 
 
-Command = Union[SetSize, SetFilter, WatchKey]
+@dataclass(frozen=True)
+class WatchMount:
+    """watch_mount(2) (sb False) or watch_sb(2) (sb True) of path with dfd AT_FDCWD."""
+    path: bytes
+    tag: int
+    at_flags: int = 0
+    sb: bool = False
+
+
+Command = Union[SetSize, SetFilter, WatchKey, WatchMount]
 
 
 def _bad(message: str) -> KernelError:
@@ -65,6 +85,45 @@ def parse_key_spec(text: str) -> int:
     if not -(1 << 31) <= value < (1 << 31):
         raise _bad(f"key: {text!r} is out of range")
     return value
+
+
+def escape_path(path: bytes) -> str:
+    """A path as a command word: mountinfo's octal escapes for every byte that would end the
+    word, or is not printable ASCII, and for the backslash itself."""
+    return "".join(chr(b) if 0x21 <= b <= 0x7E and b != 0x5C else f"\\{b:03o}" for b in path)
+
+
+def unescape_path(word: str) -> bytes:
+    """escape_path's inverse: EINVAL for a backslash not followed by three octal digits."""
+    if "\\" not in word:
+        return word.encode("ascii")
+    out, i = bytearray(), 0
+    while i < len(word):
+        if word[i] == "\\":
+            digits = word[i + 1:i + 4]
+            if len(digits) != 3 or any(c not in "01234567" for c in digits) or int(digits, 8) > 0xFF:
+                raise _bad(f"path {word[:60]!r}: a backslash takes three octal digits (\\040 for a space)")
+            out.append(int(digits, 8))
+            i += 4
+        else:
+            out.append(ord(word[i]))
+            i += 1
+    return bytes(out)
+
+
+def _parse_watch_mount(verb: str, args: list[str]) -> Optional[WatchMount]:
+    """watch_mount/watch_sb PATH TAG [FLAG...], unwatch_mount/unwatch_sb PATH [FLAG...]."""
+    removing = verb.startswith("unwatch_")
+    fixed = 1 if removing else 2
+    if len(args) < fixed:
+        return None
+    at_flags = 0
+    for word in args[fixed:]:
+        if word not in AT_FLAG_WORDS:
+            raise _bad(f"{verb}: unknown flag {word[:40]!r}; the flags are {', '.join(AT_FLAG_WORDS)}")
+        at_flags |= AT_FLAG_WORDS[word]
+    tag = -1 if removing else parse_int(args[1], "tag")
+    return WatchMount(unescape_path(args[0]), tag, at_flags, sb=verb.endswith("_sb"))
 
 
 def _parse_entry(text: str) -> TypeFilter:
@@ -117,6 +176,10 @@ def parse_command(data: bytes) -> Command:
         return WatchKey(parse_key_spec(args[0]), parse_int(args[1], "tag"))
     if verb == "unwatch" and len(args) == 1:
         return WatchKey(parse_key_spec(args[0]), -1)
+    if verb in ("watch_mount", "unwatch_mount", "watch_sb", "unwatch_sb"):
+        command = _parse_watch_mount(verb, args)
+        if command is not None:
+            return command
     if verb == "filter" and args:
         if args == ["none"]:
             return SetFilter(None)
@@ -133,7 +196,8 @@ def parse_command(data: bytes) -> Command:
         if len(entries) > 255:
             raise _bad("too many filter entries")
         return SetFilter(pack_filter(entries, reserved & 0xFFFFFFFF))
-    raise _bad(f"unknown command {lines[0][:60]!r}; expected size, filter, watch or unwatch")
+    raise _bad(f"unknown command {lines[0][:60]!r}; expected size, filter, watch, unwatch, "
+               "watch_mount, unwatch_mount, watch_sb or unwatch_sb")
 
 
 # ---- the client side: commands as bytes ----
@@ -154,3 +218,11 @@ def filter_command(entries: Optional[list[TypeFilter]], reserved: int = 0) -> by
     if entries is None:
         return b"filter none\n"
     return f"filter raw {pack_filter(entries, reserved).hex()}\n".encode()
+
+
+def watch_mount_command(path: Union[str, bytes], tag: int, no_automount: bool = False, sb: bool = False) -> bytes:
+    """watch_mount (sb: watch_sb) of path; tag -1 is the unwatch command."""
+    raw = os.fsencode(path)
+    verb = ("unwatch_" if tag == -1 else "watch_") + ("sb" if sb else "mount")
+    words = [verb, escape_path(raw)] + ([] if tag == -1 else [str(tag)]) + (["no_automount"] if no_automount else [])
+    return (" ".join(words) + "\n").encode()

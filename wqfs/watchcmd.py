@@ -1,4 +1,5 @@
-"""`wqfs watch`: keyctl watch's lines and exit, inotifywait's options, over one queue of a mount.
+"""`wqfs watch`: keyctl watch's lines and exit, inotifywait's options, over one queue of a mount;
+mount and superblock watches (--mounts, --sb) in the 2020 patches' watch_test.c lines beside them.
 
 keyctl users get keyctl's lines (`<id> link <aux>`, `<id> gc`) and its ends: the watched key's
 destruction prints `gc` and exits 0, Ctrl-C kills it by SIGINT. inotifywait users get
@@ -33,9 +34,12 @@ LETTERS = "iplncrvs"  # keyctl watch -f: the same subtypes, a letter each
 TREE_TOP = ("@t", "@p", "@s", "@u", "@us", "@persistent", "keys")  # MOUNT/... names a KEY may start with
 SPECIAL_BY_ID = {number: name for name, number in abi.SPECIAL_NAMES.items()}
 FIELDS = {  # --format: letter -> what it shows (the --help table, the man page)
-    "i": "the record's key (serial); for gc, the key whose watch went",
-    "e": "the event: inst upd link unlk clr rev inv attr gc loss",
-    "a": "the other key of link and unlk (serial; empty for other events)",
+    "i": "the record's key (serial); for gc, the key whose watch went; a mount record's mount "
+         "(triggered_on), a superblock record's sb_id (st_dev), a removal's mount or sb_id",
+    "e": "the event: inst upd link unlk clr rev inv attr gc loss; for mounts and superblocks, "
+         "the subtype's name (new_mount, unmount, readonly...) and removal",
+    "a": "the other key of link and unlk (serial; empty for other events); a mount record's "
+         "auxiliary mount; a superblock error's errno",
     "g": "the watch's tag: 1 for the first KEY, 2 for the second...",
     "k": "type of the key (user, keyring, ...)",
     "d": "description of the key",
@@ -54,9 +58,20 @@ KEY is a serial, @t @p @s @u @us (as keyctl), @persistent, or a path to a key in
 starting with @s/, @u/, keys/... is taken in the mount (@s/keyring:work), any other names a
 file of a wqfs mount (/run/wqfs/@s/keyring:work), which is then the mount.
 
+--mounts PATH watches the directory PATH (watch_mount): a change is posted to it when the
+mount the change is triggered on (a new or removed mount's parent, a remounted mount itself)
+has its root at PATH or below it, so --mounts / sees every change of the namespace. --sb PATH
+watches the superblock PATH is on (watch_sb). Both take PATH as this process sees it
+(relative to its cwd).
+Their records are watch_test.c's lines: MOUNT 0000002f change=0[new_mount] aux=30,
+SUPER 00000035 change=0[readonly]; the watched mount's or superblock's going prints REMOVAL
+of watchpoint TAG. Their tags follow the KEYs'.
+
 --format fields:
   %i  the record's key (serial)      %a  the other key of link, unlk
   %e  the event: inst upd link unlk clr rev inv attr gc loss
+      (mount and superblock records: %i the mount or sb_id, %e new_mount unmount ...
+      readonly setattr error removal, %a the aux mount or the errno, all in decimal)
   %g  the watch's tag (1: the first KEY's)
   %k  the key's type    %d  its description    %n  its name
   %K  aux's type        %D  its description    %N  its name
@@ -68,7 +83,8 @@ when this watch saw it, if it did.
 --include and --exclude take shell globs (fnmatch) matched against the description and
 against type:description of the record's key and of its aux key: a record is shown if an
 --include matches one of them (or there is no --include) and no --exclude does. gc and loss
-records pass every filter, as removal records pass the kernel's.
+records pass every filter, as removal records pass the kernel's; so do mount and superblock
+records (-f and -e choose key events).
 
 -r watches each KEY and every keyring linked below it; a keyring linked later into one of
 them is watched, then listed, so that keyrings linked into it before its watch landed are
@@ -76,9 +92,10 @@ watched too (their records from before are not shown: there were none for this q
 keyring unlinked (or cleared away) from every watched keyring it was found in is unwatched,
 with what was found only through it; its removal record is not shown.
 
-Exit status: 0 when every KEY's key was destroyed (after its gc line, as keyctl watch), or
-after --count events; 1 on an error, or, with --timeout or --count, when every KEY's key was
-destroyed (inotifywait's "target gone"); 2 on bad usage, or when --timeout passed with no
+Exit status: 0 when every KEY's key was destroyed (after its gc line, as keyctl watch) and
+every --mounts and --sb watch removed (its mount or superblock gone), or after --count events;
+1 on an error, or, with --timeout or --count, when every watch so went (inotifywait's "target
+gone"); 2 on bad usage, or when --timeout passed with no
 event. Ctrl-C kills it by SIGINT, as it kills keyctl watch (the shell says 130)."""
 
 
@@ -180,8 +197,12 @@ def format_arg(text: str) -> str:
 
 def add_arguments(watch: argparse.ArgumentParser, seconds, notes) -> None:
     """The options of `wqfs watch` (cli.build_parser: the parser, the man page, the completion)."""
-    watch.add_argument("keys", nargs="+", type=key_arg, metavar="KEY",
+    watch.add_argument("keys", nargs="*", type=key_arg, metavar="KEY",
                        help="a serial, @t @p @s @u @us, @persistent, or a path to a key in the tree")
+    watch.add_argument("--mounts", action="append", default=[], metavar="PATH",
+                       help="watch the mount changes below the directory PATH (watch_mount; repeatable)")
+    watch.add_argument("--sb", action="append", default=[], metavar="PATH",
+                       help="watch the superblock of PATH (watch_sb; repeatable)")
     watch.add_argument("--mount", metavar="DIR", help="the wqfs mount (default: the one a KEY path is in, "
                                                       "else the default mountpoint)")
     watch.add_argument("-f", "--filter", type=letters_arg, metavar="LETTERS",
@@ -373,10 +394,21 @@ class Event:
     aux: Optional[int] = None
     key_name: Optional[tuple[str, str]] = None
     aux_name: Optional[tuple[str, str]] = None
+    id_text: str = ""   # %i where the record names no key: a mount's id, a superblock's sb_id
+    aux_text: str = ""  # %a likewise: the auxiliary mount, a superblock error's errno
+    host: bool = False  # a mount or superblock watch's record (its removal too)
 
     @property
     def tag(self) -> int:
         return self.record.tag
+
+    @property
+    def id_field(self) -> str:
+        return self.id_text if self.key is None else str(self.key)
+
+    @property
+    def aux_field(self) -> str:
+        return self.aux_text if self.aux is None else str(self.aux)
 
     @property
     def counts(self) -> bool:
@@ -392,7 +424,17 @@ def event_of(record: records.Record, now: float) -> Event:
         return Event(record, now, "gc", record.id)
     if isinstance(record, records.Loss):
         return Event(record, now, "loss")
+    if isinstance(record, records.MountNotification):
+        return Event(record, now, record.name, id_text=str(record.triggered_on), aux_text=str(record.aux), host=True)
+    if isinstance(record, records.SuperblockNotification):
+        error = "" if record.error_number is None else str(record.error_number)
+        return Event(record, now, record.name, id_text=str(record.sb_id), aux_text=error, host=True)
     return Event(record, now, "other")
+
+
+def host_removal(record: records.Removal, now: float) -> Event:
+    """The removal record of a --mounts or --sb watch: its mount or superblock went."""
+    return Event(record, now, "removal", id_text=str(record.id), host=True)
 
 
 def _name(name: Optional[tuple[str, str]]) -> str:
@@ -424,7 +466,10 @@ class Printer:
             return self._csv(event)
         if self.style == "format":
             return self._format(event)
-        text = records.format_keyctl(event.record)
+        if event.host and isinstance(event.record, records.Removal):
+            text = f"REMOVAL of watchpoint {event.tag:08x}"  # watch_test.c's line
+        else:
+            text = records.format_keyctl(event.record)
         if self.names and event.key is not None:
             words = text.split(" ")
             if event.key_name:
@@ -436,8 +481,7 @@ class Printer:
 
     def _format(self, event: Event) -> str:
         key, aux = event.key_name or ("", ""), event.aux_name or ("", "")
-        values = {"i": "" if event.key is None else str(event.key), "e": event.word,
-                  "a": "" if event.aux is None else str(event.aux), "g": str(event.tag),
+        values = {"i": event.id_field, "e": event.word, "a": event.aux_field, "g": str(event.tag),
                   "k": key[0], "d": display(key[1]), "n": _name(event.key_name),
                   "K": aux[0], "D": display(aux[1]), "N": _name(event.aux_name), "%": "%"}
         out, i, text = [], 0, self.format
@@ -452,7 +496,7 @@ class Printer:
         return "".join(out)
 
     def _csv(self, event: Event) -> str:
-        row = ["" if event.key is None else event.key, event.word, "" if event.aux is None else event.aux, event.tag]
+        row = [event.id_field, event.word, event.aux_field, event.tag]
         if self.names:
             key, aux = event.key_name or ("", ""), event.aux_name or ("", "")
             row += [key[0], key[1], aux[0], aux[1]]
@@ -667,9 +711,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .client import Queue, command_error, key_filter
-    if len(args.keys) > MAX_TAG:
-        raise WatchError(f"at most {MAX_TAG} KEYs: a watch's tag is 1..{MAX_TAG}")
+    from .client import Queue, command_error, key_filter, mount_filter, sb_filter
+    host_paths = [(False, path) for path in args.mounts] + [(True, path) for path in args.sb]
+    if len(args.keys) + len(host_paths) > MAX_TAG:
+        raise WatchError(f"at most {MAX_TAG} KEYs and PATHs: a watch's tag is 1..{MAX_TAG}")
     mount = choose_mount(args.mount, args.keys)
     out = sys.stdout
     printer, selection = Printer(args, out), Selection(args)
@@ -686,11 +731,21 @@ def _run(args: argparse.Namespace) -> int:
         raise WatchError(f"cannot open a queue on {mount}: {command_error('open', error.errno or 0)}") from None
     with queue:
         subtypes = selection.kernel_subtypes(args.recursive)
-        if subtypes is not None:
-            queue.set_filter(key_filter(subtypes))
+        if subtypes is not None:  # -f/-e choose key events; mount and superblock records all pass
+            queue.set_filter(key_filter(subtypes) + (mount_filter() if args.mounts else [])
+                             + (sb_filter() if args.sb else []))
         watches = Watches(queue, mount, names, args.recursive, warn)
         for tag, (key, serial) in enumerate(zip(args.keys, serials), start=1):
             watches.add_root(key, serial, tag)
+        host: dict[int, str] = {}  # tag -> the --mounts or --sb PATH its watch is on, while it lasts
+        for tag, (sb, path) in enumerate(host_paths, start=len(args.keys) + 1):
+            verb = "watch_sb" if sb else "watch_mount"
+            try:
+                (queue.watch_sb if sb else queue.watch_mount)(path, tag)
+            except OSError as error:
+                option = "--sb" if sb else "--mounts"
+                raise WatchError(f"cannot watch {option} {path}: {command_error(verb, error.errno or 0)}") from None
+            host[tag] = path
         if not args.quiet:
             print("Watches established.", file=sys.stderr, flush=True)
         shown = 0
@@ -716,22 +771,28 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
             now = time.time()
             for record in batch:
-                event = event_of(record, now)
-                if resolve_names or args.recursive:
-                    if event.key is not None:
-                        event.key_name = names.get(event.key)
-                    if event.aux is not None:
-                        event.aux_name = names.get(event.aux)
-                if not watches.see(event):
-                    continue
-                if isinstance(record, records.Removal) and record.id in serials and not watches.roots:
+                gone = isinstance(record, records.Removal) and record.tag in host
+                if gone:  # a --mounts or --sb watch's (tags apart from the keys')
+                    event = host_removal(record, now)  # type: ignore[arg-type]
+                    del host[record.tag]
+                else:
+                    event = event_of(record, now)
+                    if resolve_names or args.recursive:
+                        if event.key is not None:
+                            event.key_name = names.get(event.key)
+                        if event.aux is not None:
+                            event.aux_name = names.get(event.aux)
+                    if not watches.see(event):
+                        continue
+                    gone = isinstance(record, records.Removal) and record.id in serials
+                if gone and not watches.roots and not host:
                     out.write(printer.line(event) + "\n")  # the last KEY went: keyctl's gc and exit
                     out.flush()
                     return 1 if inotify_mode else 0
                 if not selection.shows(event):
                     continue
                 out.write(printer.line(event) + "\n")
-                if isinstance(record, records.Removal):
+                if isinstance(record, records.Removal) and not event.host:
                     names.forget(record.id)
                 if event.counts:
                     shown += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import select
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import pyfuse3
 import trio
@@ -143,12 +143,32 @@ class QueueFile(Stream):
             kernel.release_queue(self.queue)
 
 
-class EventFile(Stream):
-    """MOUNT/events/KEYS: the same queue, read as keyctl-watch text lines."""
+def sample_lines(data: bytes) -> bytes:
+    """The lines the 2020 patches' watch_test.c prints for mount and superblock records
+    (records.format_sample), its REMOVAL and LOSS lines for the meta records: the text of
+    MOUNT/mounts/ and MOUNT/superblocks/ files."""
+    lines = []
+    for record in records.parse(data):
+        if isinstance(record, (records.MountNotification, records.SuperblockNotification)):
+            lines.append(records.format_sample(record))
+        elif isinstance(record, records.Removal):
+            lines.append(f"REMOVAL of watchpoint {record.tag:08x}")
+        elif isinstance(record, records.Loss):
+            lines.append("-- LOSS --")
+        else:
+            lines.append("other type")
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
-    def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool) -> None:
+
+class EventFile(Stream):
+    """MOUNT/events/KEYS: the same queue, read as keyctl-watch text lines; MOUNT/mounts/PATH
+    and MOUNT/superblocks/PATH with watch_test's lines (lines=sample_lines)."""
+
+    def __init__(self, queue: WatchQueue, cred: Cred, pid: int, nonblock: bool,
+                 lines: Callable[[bytes], bytes] = records.keyctl_lines) -> None:
         super().__init__(queue, cred, pid, nonblock)
         self.text = bytearray()
+        self.lines = lines
 
     def fill(self) -> None:
         """Turn every queued record into text (a pending loss record included)."""
@@ -159,7 +179,7 @@ class EventFile(Stream):
                 return
             if not data:
                 return
-            self.text += records.keyctl_lines(data)
+            self.text += self.lines(data)
 
     def poll_mask(self) -> int:
         mask = super().poll_mask() & ~(select.POLLOUT | select.POLLWRNORM)

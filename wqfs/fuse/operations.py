@@ -14,19 +14,23 @@ import os
 import select
 import stat
 import time
-from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Optional, TypeVar, Union
 
 import pyfuse3
 import trio
 
 from .. import abi
-from ..callers import CallerTable, nofile_limit
-from ..kernel import Cred, Filter, id_arg, Kernel, KernelError, Key, KeyUnderConstruction, permission, shown_gid
-from ..protocol import SetFilter, SetSize, WatchKey, parse_command, parse_key_spec
+from ..callers import CallerTable, TaskGone, nofile_limit
+from ..kernel import (Cred, Filter, id_arg, Kernel, KernelError, Key, KeyUnderConstruction, permission, shown_gid,
+                      WatchQueue)
+from ..protocol import SetFilter, SetSize, WatchKey, WatchMount, parse_command, parse_key_spec
 from . import names, xattrs
-from .handles import DirHandle, EventFile, KeyFile, QueueFile, Stream, Waiter
+from .handles import DirHandle, EventFile, KeyFile, QueueFile, Stream, Waiter, sample_lines
 from .pipes import PipeRegistry
 from .requests import REQUESTS, Request
+
+if TYPE_CHECKING:
+    from ..host.feeds import MountFeeds
 
 log = logging.getLogger("wqfs.fuse")
 
@@ -108,13 +112,19 @@ class WqfsOperations(pyfuse3.Operations):
         # are made and freed by self.pipes
         self._dynamic: dict[int, tuple[str, Any]] = {}
         self._pending_names: dict[tuple[int, bytes, int], int] = {}  # (ring, name, uid) -> inode, uncommitted
-        self._events_inodes: dict[bytes, int] = {}
-        self._events_lookups: dict[int, list] = {}  # events inode -> [its name, the kernel's lookup count]
+        # (directory, name) -> inode of the text files named by what they watch: events/KEYS,
+        # mounts/PATH, superblocks/PATH; and inode -> [(directory, name), the kernel's lookup count]
+        self._events_inodes: dict[tuple[int, bytes], int] = {}
+        self._events_lookups: dict[int, list] = {}
         self._next_inode = names.DYNAMIC_BASE
         # the pipes of `wqfs run`, served under .pipe/; the syscall front is handed this alone
         self.pipes = PipeRegistry(kernel, self._alloc_inode, self._free_inode)
         self._closing = False
         self._waiters: set[Waiter] = set()  # every parked request, for shutdown
+        self._scopes: set[trio.CancelScope] = set()  # every request waiting on the host, for shutdown
+        # The host's mount namespaces, for watch_mount and watch_sb (the daemon sets it; None:
+        # those commands and files are ENOSYS)
+        self.feeds: Optional["MountFeeds"] = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -230,7 +240,7 @@ class WqfsOperations(pyfuse3.Operations):
         dynamic = self._dynamic.get(inode)
         if dynamic is not None:
             kind, value = dynamic
-            if kind == "events":
+            if kind in ("events", "mount", "sb"):
                 return self._base_attr(inode, stat.S_IFREG | 0o444)
             if kind == "pipe":
                 return self._base_attr(inode, stat.S_IFREG | 0o600)  # a FUSE FIFO would bypass us
@@ -245,7 +255,7 @@ class WqfsOperations(pyfuse3.Operations):
         return self._viewed_attr(cred, self._key(inode))
 
     def _static_attr(self, inode: int, cred: Cred) -> pyfuse3.EntryAttributes:
-        if inode in (names.KEYS, names.EVENTS):
+        if inode in (names.KEYS, names.EVENTS, names.MOUNTS, names.SUPERBLOCKS):
             return self._base_attr(inode, stat.S_IFDIR | 0o555, 0, 2)
         if inode == names.PIPES:
             return self._base_attr(inode, stat.S_IFDIR | 0o111, 0, 2)
@@ -268,7 +278,7 @@ class WqfsOperations(pyfuse3.Operations):
         return f"keys/{key.serial}".encode()
 
     def _keyring(self, inode: int) -> Key:
-        if inode in (names.ROOT, names.KEYS, names.EVENTS):
+        if inode in names.DIRECTORIES:
             raise pyfuse3.FUSEError(errno.EPERM)
         key = self._key(inode)
         if not key.is_keyring:
@@ -377,9 +387,9 @@ class WqfsOperations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOENT)
             key = self._key(names.key_inode(serial))
             return self._viewed_attr(cred, key)  # what _attr does for a key
-        if parent_inode == names.EVENTS:
-            inode = self._events_inode(name)
-            self._events_lookups.setdefault(inode, [name, 0])[1] += 1
+        if parent_inode == names.EVENTS or parent_inode in names.WATCH_DIRS:
+            inode = self._events_inode(parent_inode, name)
+            self._events_lookups.setdefault(inode, [(parent_inode, name), 0])[1] += 1
             return self._attr(inode, cred)
         ring = self._keyring(parent_inode)
         pending = self._own_pending(ring, name, cred)
@@ -389,9 +399,19 @@ class WqfsOperations(pyfuse3.Operations):
         # already took it, as ring's own lookup.
         return self._key_attr(cred, self._visible_member(ring, name, cred))
 
-    def _events_inode(self, name: bytes) -> int:
-        inode = self._events_inodes.get(name)
-        if inode is None:
+    def _events_inode(self, parent_inode: int, name: bytes) -> int:
+        """The inode of events/KEY,KEY... (its key specs), mounts/PATH or superblocks/PATH (the
+        path, systemd-escape'd), made at its first lookup; ENOENT for a name of no such form.
+        Whether the keys or the path exist is the open's to tell, as the watch would."""
+        inode = self._events_inodes.get((parent_inode, name))
+        if inode is not None:
+            return inode
+        if parent_inode in names.WATCH_DIRS:
+            path = names.unescape_unit_path(name)
+            if path is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            inode = self._alloc_inode(names.WATCH_DIRS[parent_inode], path)
+        else:
             try:
                 specs = [parse_key_spec(part) for part in name.decode("ascii").split(",")]
             except (KernelError, UnicodeDecodeError):
@@ -399,11 +419,11 @@ class WqfsOperations(pyfuse3.Operations):
             if not specs or len(specs) > 255:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             inode = self._alloc_inode("events", specs)
-            self._events_inodes[name] = inode
+        self._events_inodes[(parent_inode, name)] = inode
         return inode
 
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
-        """The kernel dropped inodes: an events/ name it no longer knows is forgotten here too,
+        """The kernel dropped inodes: a name of events/, mounts/ or superblocks/ it no longer knows is forgotten here too,
         so a long-lived mount does not keep every name ever looked up. (Key inodes are
         2^32 + serial and cost nothing; pipe ends are dropped once handed over.)"""
         for inode, count in inode_list:
@@ -451,8 +471,8 @@ class WqfsOperations(pyfuse3.Operations):
         elif inode == names.KEYS:
             for key in self.kernel.visible_keys(cred):
                 handle.entries.append((str(key.serial).encode(), self._key_attr(cred, key)))
-        elif inode == names.EVENTS:
-            pass
+        elif inode in (names.EVENTS, names.MOUNTS, names.SUPERBLOCKS):
+            pass  # what they hold is named by the opener: nothing to list
         else:
             ring = self._keyring(inode)
             # Listing is reading: keyctl_read_key's rule (READ, or possession), from the core.
@@ -565,6 +585,7 @@ class WqfsOperations(pyfuse3.Operations):
 
     @handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        request = REQUESTS.current()  # before any await: a watch of the host may be interrupted
         cred = self._cred(ctx)  # with its capabilities: a queue is a pipe2, charged to its pages
         accmode = flags & os.O_ACCMODE
         nonblock = bool(flags & os.O_NONBLOCK)
@@ -586,12 +607,18 @@ class WqfsOperations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EACCES)
             stream.fh = self._add_handle(self._open_events(dynamic[1], cred, ctx.pid, nonblock))
             return stream
+        if dynamic is not None and dynamic[0] in ("mount", "sb"):
+            if accmode != os.O_RDONLY:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            handle = await self._open_mount_file(dynamic[0] == "sb", dynamic[1], cred, ctx.pid, nonblock, request)
+            stream.fh = self._add_handle(handle)
+            return stream
         if dynamic is not None:  # a created key, opened again by name before its close
             handle = dynamic[1]
             if handle.serial is None:
                 raise pyfuse3.FUSEError(errno.EBUSY)
             inode = names.key_inode(handle.serial)
-        if inode in (names.ROOT, names.KEYS, names.EVENTS) or inode in names.LINK_INODES:
+        if inode in names.DIRECTORIES or inode in names.LINK_INODES:
             raise pyfuse3.FUSEError(errno.EISDIR)
         key = self._key(inode)
         if key.is_keyring:
@@ -619,6 +646,63 @@ class WqfsOperations(pyfuse3.Operations):
             handle.close(self.kernel)
             raise
         return handle
+
+    async def _open_mount_file(self, sb: bool, path: bytes, cred: Cred, pid: int, nonblock: bool,
+                               request: Optional[Request]) -> EventFile:
+        """mounts/PATH (sb False) or superblocks/PATH: pipe2, SET_SIZE(256) and watch_mount (or
+        watch_sb) of PATH with tag 1, as the opener (its root; PATH is absolute); the watch's
+        errno is open's. Any failure releases the queue."""
+        queue = self.kernel.new_queue(cred)
+        handle = EventFile(queue, cred, pid, nonblock, sample_lines)
+        try:
+            queue.set_size(EVENTS_QUEUE_SIZE, cred)
+            await self._watch_host(sb, pid, cred, path, 0, queue, 1, request)
+        except BaseException:
+            handle.close(self.kernel)
+            raise
+        return handle
+
+    async def _watch_host(self, sb: bool, pid: int, cred: Cred, path: bytes, at_flags: int,
+                          queue: Optional[WatchQueue], tag: int, request: Optional[Request]) -> None:
+        """watch_mount(AT_FDCWD, path, at_flags, queue, tag) (watch_sb if sb) as pid with cred,
+        through the host's feeds: the caller's namespace may have to be read first, and the
+        lookup runs as the caller, so this waits (boundedly: the feeds bound it). A signal to
+        the caller ends the wait (EINTR), as the daemon's stopping does (ENOTCONN)."""
+        feeds = self.feeds
+        if feeds is None:
+            raise KernelError(errno.ENOSYS, "this daemon reads no mount namespaces")
+        call = feeds.watch_sb if sb else feeds.watch_mount
+        limit = nofile_limit(pid)
+        await self._interruptible(request, lambda: call(pid, cred, None, path, at_flags, queue, tag, limit))
+
+    async def _interruptible(self, request: Optional[Request], call: Callable[[], Awaitable[None]]) -> None:
+        """await call(), cancelled when the kernel interrupts request (EINTR) or the daemon
+        stops (ENOTCONN)."""
+        if self._closing:
+            raise pyfuse3.FUSEError(errno.ENOTCONN)
+        scope = trio.CancelScope()
+        if REQUESTS.on_interrupt(request, scope.cancel):
+            raise pyfuse3.FUSEError(errno.EINTR)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await call()
+        finally:
+            self._scopes.discard(scope)
+            REQUESTS.forget(request)
+        if scope.cancelled_caught:
+            raise pyfuse3.FUSEError(errno.ENOTCONN if self._closing else errno.EINTR)
+
+    def _writer(self, handle: QueueFile, request: Optional[Request]) -> tuple[int, Cred]:
+        """The process writing a command, and its Cred: the thread libfuse's request log names,
+        as /proc shows it now (a write carries no request context); the opener's without that
+        log (libfuse before 3.7)."""
+        if request is None or request.pid <= 0:
+            return handle.pid, handle.cred
+        try:
+            return request.pid, self.callers.task(request.pid).cred(implicit_session=False)
+        except TaskGone:
+            raise KernelError(errno.ESRCH, f"writer {request.pid} is not visible in /proc") from None
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -701,6 +785,10 @@ class WqfsOperations(pyfuse3.Operations):
             queue.set_filter(None if command.data is None else Filter.from_bytes(command.data))
         elif isinstance(command, WatchKey):
             await self._watch_key(handle, command, request)
+        elif isinstance(command, WatchMount):
+            pid, cred = self._writer(handle, request)
+            await self._watch_host(command.sb, pid, cred, command.path, command.at_flags, handle.queue,
+                                   command.tag, request)
 
     async def _watch_key(self, handle: QueueFile, command: WatchKey, request: Optional[Request]) -> None:
         """KEYCTL_WATCH_KEY, whose key lookup waits (interruptibly) for a key under construction."""
@@ -821,6 +909,8 @@ class WqfsOperations(pyfuse3.Operations):
         self._closing = True
         for waiter in list(self._waiters):
             waiter.event.set()
+        for scope in list(self._scopes):
+            scope.cancel()
 
 
 def _check_view(kernel: Kernel, cred: Cred, key: Key, own: Optional[int] = None) -> Key:

@@ -1,10 +1,12 @@
-"""The syscall front: trapped pipe2/ioctl/keyctl/add_key/request_key answered by the emulated kernel.
+"""The syscall front: trapped pipe2/ioctl/keyctl/add_key/request_key/watch_mount/watch_sb
+answered by the emulated kernel.
 
 A notification is decoded into a keyctl-style call on the same Kernel the FUSE tree
 serves, with the caller's identity taken from its own /proc directory, bound to the trapped
 task (trapped.py; never from its arguments), its strings and buffers read and written in its
 own memory with the kernel's length rules, on copy threads (transfer.py) so that no caller's
-page fault can stop the loop that serves FUSE.
+page fault can stop the loop that serves FUSE. watch_mount and watch_sb go to the host's mount
+feeds (wqfs/host/feeds.py), which look the path up as the caller would.
 """
 from __future__ import annotations
 
@@ -64,12 +66,31 @@ class Pipes(Protocol):
         """O_NONBLOCK set on an open end after its open (fcntl, FIONBIO)."""
 
 
-class SyscallFront:
-    """Serves seccomp listeners in the daemon's trio loop, against its kernel and pipes."""
+class Feeds(Protocol):
+    """What the front needs of the host's mount feeds (wqfs.host.feeds.MountFeeds): the lookup of
+    the path as the caller (pid) sees it, then the emulated kernel's watch_mount or watch_sb.
+    dfd None is AT_FDCWD; queue None: watch_fd is no notification queue."""
 
-    def __init__(self, kernel: Kernel, pipes: Pipes, mountpoint: str, callers: CallerTable) -> None:
+    async def watch_mount(self, pid: int, cred: Cred, dfd: Optional[int], path: bytes, at_flags: int,
+                          queue: Optional[WatchQueue], watch_id: int, limit: int) -> None: ...
+
+    async def watch_sb(self, pid: int, cred: Cred, dfd: Optional[int], path: bytes, at_flags: int,
+                       queue: Optional[WatchQueue], watch_id: int, limit: int) -> None: ...
+
+
+# Every number any legacy version traps, and what it is served as (no number means two things).
+LEGACY_CALLS = {nr: name for numbers in abi.LEGACY_WATCH_NRS.values() for nr, name in numbers.items()}
+PIDFD_LINK, EPOLL_LINK = "anon_inode:[pidfd]", "anon_inode:[eventpoll]"  # readlink of /proc/PID/fd/N
+
+
+class SyscallFront:
+    """Serves seccomp listeners in the daemon's trio loop, against its kernel, pipes and feeds."""
+
+    def __init__(self, kernel: Kernel, pipes: Pipes, mountpoint: str, callers: CallerTable,
+                 feeds: Optional[Feeds] = None) -> None:
         self.kernel = kernel
         self.pipes = pipes
+        self.feeds = feeds  # None: watch_mount and watch_sb are ENOSYS, as on a real kernel
         self.mountpoint = mountpoint  # already real: the daemon must never stat its own mount
         self.callers = callers
         self._in_mount = self.mountpoint + "/"
@@ -162,6 +183,12 @@ class SyscallFront:
             return self._write_nothing(call, _i32(args[0]))
         if notif.nr == seccomp.SYS_splice:
             return self._splice(call, _i32(args[0]))
+        if notif.nr in (seccomp.SYS_watch_mount, seccomp.SYS_watch_sb):
+            return await self._watch(call, "watch_mount" if notif.nr == seccomp.SYS_watch_mount else "watch_sb")
+        if notif.nr in LEGACY_CALLS:  # trapped only under --legacy-watch-nr
+            if not self.legacy_watch_call(call):
+                return CONTINUE
+            return await self._watch(call, LEGACY_CALLS[notif.nr])
         if notif.nr not in (seccomp.SYS_add_key, seccomp.SYS_request_key, seccomp.SYS_keyctl):
             return CONTINUE
         cred = call.cred()
@@ -292,6 +319,55 @@ class SyscallFront:
         if queue is None or end != "r":
             return CONTINUE
         raise KernelError(errno.EINVAL, "cannot splice from a notification pipe")
+
+    # ---- watch_mount / watch_sb ----
+
+    async def _watch(self, call: Trapped, which: str) -> int:
+        """watch_mount(dfd, filename, at_flags, watch_fd, watch_id), watch_sb(the same): the
+        scalar checks, then getname, before anything is looked up (as the syscalls do); the
+        lookup, MAY_EXEC and the watch itself are the feed's."""
+        if self.feeds is None:
+            raise KernelError(errno.ENOSYS, f"{which}: no mount feed in this daemon")
+        args = call.notif.args
+        dfd, at_flags, watch_fd, watch_id = _i32(args[0]), _u32(args[2]), _i32(args[3]), _i32(args[4])
+        self.kernel.check_watch_args(watch_id, at_flags)
+        path = await call.copy(memory.getname, args[1])
+        queue, _ = self.queue_of(call, watch_fd)
+        watch = self.feeds.watch_mount if which == "watch_mount" else self.feeds.watch_sb
+        await watch(call.pid, call.cred(), None if dfd == abi.AT_FDCWD else dfd, path, at_flags, queue,
+                    watch_id, call.nofile_limit())
+        return 0
+
+    def legacy_watch_call(self, call: Trapped) -> bool:
+        """Is this trapped 439/440/441 a watch_mount or watch_sb of a binary built against the
+        2020 patches, rather than the real faccessat2, process_madvise or epoll_pwait2?
+
+        Only if both hold: (1) arg3 (watch_fd) is a wqfs notification queue of this process;
+        (2) the real call of that number would certainly fail with these arguments, before it
+        does anything:
+          faccessat2(dfd, path, mode, flags): mode has bits beyond 07, or flags beyond
+            AT_EACCESS|AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH (do_faccessat's first checks, EINVAL);
+          process_madvise(pidfd, iovec, vlen, advice, flags): flags (arg4) is not 0 (EINVAL
+            first), or arg0 is no pidfd (AT_FDCWD, or /proc/PID/fd/N is not anon_inode:[pidfd]:
+            EBADF, before any advice is given);
+          epoll_pwait2(epfd, events, maxevents, timeout, sigmask, size): maxevents (arg2) <= 0
+            (EINVAL), or arg0 is no epoll fd (EBADF or EINVAL), before any wait.
+        Anything else runs as the real call (SECCOMP_USER_NOTIF_FLAG_CONTINUE): a program that
+        really means the real call gets it, whatever its arguments. A watch the rule refuses
+        (watch_fd 256 read as faccessat2 flags AT_SYMLINK_NOFOLLOW, say) is the real call's.
+        The fd table is read now; a thread of the caller changing it meanwhile races itself."""
+        args = call.notif.args
+        queue, _ = self.queue_of(call, _i32(args[3]))
+        if queue is None:
+            return False
+        nr = call.notif.nr
+        if nr == seccomp.SYS_faccessat2:
+            return bool(_u32(args[2]) & ~seccomp.FACCESSAT2_MODES or _u32(args[3]) & ~seccomp.FACCESSAT2_FLAGS)
+        if nr == seccomp.SYS_process_madvise:
+            return _u32(args[4]) != 0 or call.fd_target(_i32(args[0])) != PIDFD_LINK
+        if nr == seccomp.SYS_epoll_pwait2:
+            return _i32(args[2]) <= 0 or call.fd_target(_i32(args[0])) != EPOLL_LINK
+        return False
 
     # ---- add_key / request_key ----
 

@@ -10,6 +10,7 @@ from ..kernel import KernelError, check_type_name
 from .seccomp import libc
 
 PAGE = abi.PAGE_SIZE
+PATH_MAX = 4096  # include/uapi/linux/limits.h: getname's buffer, the NUL included
 
 
 class _IoVec(ctypes.Structure):
@@ -58,8 +59,9 @@ def write_checked(pid: int, valid: "Callable[[], bool]", address: int, data: byt
     write(pid, address, data)
 
 
-def read_string(pid: int, address: int, limit: int) -> str:
-    """strndup_user: EFAULT on a bad pointer, EINVAL when no NUL comes within limit bytes."""
+def read_bytes(pid: int, address: int, limit: int) -> bytes:
+    """A NUL-terminated string of at most limit bytes before its NUL, read a page at a time
+    (EFAULT only where the string itself runs into a bad page), EINVAL when longer."""
     if address == 0:
         raise KernelError(errno.EFAULT, "NULL string pointer")
     out = bytearray()
@@ -69,9 +71,26 @@ def read_string(pid: int, address: int, limit: int) -> str:
         nul = data.find(b"\0")
         if nul >= 0:
             out += data[:nul]
-            return out.decode("utf-8", "surrogateescape")
+            return bytes(out)
         out += data
     raise KernelError(errno.EINVAL, f"string longer than {limit} bytes")
+
+
+def read_string(pid: int, address: int, limit: int) -> str:
+    """strndup_user: EFAULT on a bad pointer, EINVAL when no NUL comes within limit bytes."""
+    return read_bytes(pid, address, limit).decode("utf-8", "surrogateescape")
+
+
+def getname(pid: int, address: int) -> bytes:
+    """getname (fs/namei.c): a path name, at most PATH_MAX - 1 bytes (ENAMETOOLONG beyond),
+    EFAULT for a bad pointer. An empty name is returned: whether it is ENOENT depends on the
+    lookup's flags (LOOKUP_EMPTY), so the lookup says it."""
+    try:
+        return read_bytes(pid, address, PATH_MAX - 1)
+    except KernelError as error:
+        if error.errno == errno.EINVAL:
+            raise KernelError(errno.ENAMETOOLONG, "path name of PATH_MAX bytes or more") from None
+        raise
 
 
 def strndup_user(pid: int, address: int, size: int) -> str:

@@ -1,4 +1,5 @@
-"""`wqfs run -- PROGRAM`: start a program whose watch_queue and key syscalls the daemon answers."""
+"""`wqfs run -- PROGRAM`: start a program whose watch_queue, key and watch_mount/watch_sb syscalls the
+daemon answers."""
 from __future__ import annotations
 
 import ctypes
@@ -60,11 +61,11 @@ def _join_new_session() -> None:
         os._exit(126)
 
 
-def _child(sock: socket.socket, argv: Sequence[str], new_session: bool) -> None:
+def _child(sock: socket.socket, argv: Sequence[str], new_session: bool, legacy: Optional[str]) -> None:
     """In the forked child: install the filter, hand the listener up, wait for the go, (join a
     new session keyring,) exec."""
     try:
-        listener = seccomp.install_filter()
+        listener = seccomp.install_filter(legacy)
         socket.send_fds(sock, [b"l"], [listener])
         os.close(listener)
         if sock.recv(2) != b"go":
@@ -88,12 +89,13 @@ class Supervised:
     program makes its first trapped call: hence the hold.
     """
 
-    def __init__(self, argv: Sequence[str], new_session: bool = False) -> None:
+    def __init__(self, argv: Sequence[str], new_session: bool = False, legacy: Optional[str] = None) -> None:
+        seccomp.legacy_numbers(legacy)  # ValueError for no such version, before the fork
         parent_sock, child_sock = socket.socketpair()
         self.pid = os.fork()
         if self.pid == 0:
             parent_sock.close()
-            _child(child_sock, argv, new_session)
+            _child(child_sock, argv, new_session, legacy)
         child_sock.close()
         self._sock = parent_sock
         try:
@@ -118,17 +120,24 @@ class Supervised:
 
 
 def run(argv: Sequence[str], mountpoint: str, private: bool = False, new_session: bool = False,
-        label: Optional[str] = None) -> int:
+        label: Optional[str] = None, legacy_watch_nr: Optional[str] = None) -> int:
     """Run argv under the daemon at mountpoint (or a private one); return its exit status.
     new_session: the program starts with a new anonymous session keyring of its own; label:
-    the security label it and its children run with (the daemon's module must be loaded)."""
+    the security label it and its children run with (the daemon's module must be loaded);
+    legacy_watch_nr: a key of abi.LEGACY_WATCH_NRS (`--legacy-watch-nr`): watch_mount and
+    watch_sb at the 2020 patches' numbers too, told apart from the real calls of those numbers
+    as seccomp.py and front.legacy_watch_call say; off by default."""
+    try:
+        seccomp.legacy_numbers(legacy_watch_nr)
+    except ValueError as error:
+        raise RunError(str(error)) from None
     own: Optional[PrivateDaemon] = None
     if private or not server.daemon_running(mountpoint):
         own = PrivateDaemon()
         mountpoint = own.mountpoint
     try:
         os.environ["WQFS_MOUNT"] = mountpoint  # before the fork: the program's environment is the child's
-        child = Supervised(argv, new_session)
+        child = Supervised(argv, new_session, legacy_watch_nr)
         why = server.hand_over(mountpoint, child.listener, label)
         os.close(child.listener)
         if why is not None:

@@ -37,7 +37,7 @@ def check_watch_args(watch_id: int, at_flags: int) -> None:
         raise KernelError(errno.EINVAL, f"at_flags {at_flags:#x}: only AT_NO_AUTOMOUNT and AT_EMPTY_PATH")
 
 
-def _parent_dentry(mountpoint: str, parent_mountpoint: str) -> Optional[str]:
+def parent_dentry(mountpoint: str, parent_mountpoint: str) -> Optional[str]:
     """A mount's mountpoint as a path below its parent's root, or None if it escaped it."""
     if parent_mountpoint == "/":
         return mountpoint.lstrip("/")
@@ -75,7 +75,7 @@ def notify_mount(ns: MountNamespace, trigger: int, aux: int, subtype: int, flags
         parent = ns.mounts.get(mount.info.parent)
         if parent is None or parent is mount:
             break
-        up = _parent_dentry(mount.info.mountpoint, parent.info.mountpoint)
+        up = parent_dentry(mount.info.mountpoint, parent.info.mountpoint)
         hops += 1
         if up is None or hops > len(ns.mounts):
             break

@@ -223,19 +223,26 @@ def mount_resync(k: Kernel, ns_key: Hashable, infos: Iterable[MountInfo]) -> Non
             _insert(k, ns, info)
         return
     fresh = {i.id: i for i in infos}
+    before = {i: m.info for i, m in ns.mounts.items()}
+    moved = [info for info in infos if info.id in before and _place(info, fresh) != _place(before[info.id], before)]
     umount_mounts(k, ns_key, [i for i in ns.mounts if i not in fresh])
-    added = []
-    for info in infos:
-        mount = ns.mounts.get(info.id)
-        if mount is None:
-            added.append(info)
-        elif (mount.info.parent, mount.info.mountpoint) != (info.parent, info.mountpoint):
-            move_mount(k, ns_key, info)
+    for info in moved:
+        move_mount(k, ns_key, info)
+    added = [info for info in infos if info.id not in ns.mounts]
     attach_mounts(k, ns_key, added)
     for info in infos:
         mount = ns.mounts.get(info.id)
         if mount is not None and mount.info != info:
             change_mount(k, ns_key, info)
+
+
+def _place(info: MountInfo, table: dict[int, MountInfo]) -> tuple[int, Optional[str]]:
+    """Where a mount hangs: its parent and its mountpoint below the parent's root. A mount carried
+    along by its parent's move keeps its place (only the moved mount's changed)."""
+    parent = table.get(info.parent)
+    if parent is None or parent.id == info.id:
+        return (info.parent, info.mountpoint)
+    return (info.parent, mount_notify.parent_dentry(info.mountpoint, parent.mountpoint))
 
 
 def drop_mount_namespace(k: Kernel, ns_key: Hashable) -> None:
