@@ -60,16 +60,7 @@ static void die(const char *what)
 	exit(1);
 }
 
-static void report(const char *label, long ret)
-{
-	if (ret < 0)
-		printf("%s: %s\n", label, strerrorname_np(errno));
-	else
-		printf("%s: %ld\n", label, ret);
-	fflush(stdout);
-}
-
-#define CHECK(label, expr) do { errno = 0; long _r = (long)(expr); report(label, _r); } while (0)
+#include "check.h"
 
 static int notification_queue(int notes)
 {

@@ -58,17 +58,7 @@ static inline void die(const char *what)
 	exit(1);
 }
 
-/* One line per checked call: "label: VALUE" or "label: ERRNAME". */
-static inline void report(const char *label, long ret)
-{
-	if (ret < 0)
-		printf("%s: %s\n", label, strerrorname_np(errno));
-	else
-		printf("%s: %ld\n", label, ret);
-	fflush(stdout);
-}
-
-#define CHECK(label, expr) do { errno = 0; long _r = (long)(expr); report(label, _r); } while (0)
+#include "check.h"
 
 static const char *key_subtypes[256] = {
 	[0] = "instantiated", [1] = "updated", [2] = "linked", [3] = "unlinked",
