@@ -115,16 +115,18 @@ class WatchQueue:
             return self.post_fields(record, word0 & 0xFFFFFF, word0 >> 24, info)
         if self.defunct:
             return False
-        return self._enqueue(record)
+        return self.enqueue(record)
 
     def post_fields(self, record: bytes, rtype: int, subtype: int, info: int) -> bool:
-        """post() of a filterable record by a poster that has its header's fields at hand."""
+        """post() of a filterable record by a poster that has its header's fields at hand.
+        accepts() then enqueue(), written out: this is every copy's path with no security
+        module, and the call saved is some 8% of a post (scripts/bench-lsm, 64 queues)."""
         if self.defunct:
             return False
         if self.filter is not None and not self.filter.matches(rtype, subtype, info):
             self._filtered += 1
             return False
-        return self._enqueue(record)
+        return self.enqueue(record)
 
     def accepts(self, rtype: int, subtype: int, info: int) -> bool:
         """Whether a filterable record with this header would pass the queue's filter (one
@@ -137,10 +139,8 @@ class WatchQueue:
         return True
 
     def enqueue(self, record: bytes) -> bool:
-        """Queue a record that accepts() let through; False if it was lost."""
-        return self._enqueue(record)
-
-    def _enqueue(self, record: bytes) -> bool:
+        """Queue a record that accepts() let through (or that no filter stops); False if it
+        was lost."""
         if len(self._records) >= self.capacity:
             self._lost += 1
             if self._records:
