@@ -10,7 +10,7 @@ import pytest
 
 from corelib import ALICE, BOB, Clock, drain, errno_of, new_kernel, new_queue
 from wqfs import abi
-from wqfs.kernel import MountInfo, MountTarget
+from wqfs.kernel import MountInfo, MountTarget, path_below
 from wqfs.records import MountNotification, Removal, parse
 
 NS = ("ns", 1)
@@ -223,3 +223,9 @@ def test_record_codec(kernel):
     [r] = parse(drain(q))
     assert r == MountNotification(NEW, 20, 30, 9, 24 | 9 << 8)
     assert r.name == "new_mount" and not r.in_subtree and not r.is_now_ro
+
+
+def test_path_below_gives_the_path_inside_a_mount():
+    assert path_below("/", "/") == "" and path_below("/a/b", "/") == "a/b"
+    assert path_below("/a", "/a") == "" and path_below("/a/b/c", "/a") == "b/c"
+    assert path_below("/ab", "/a") is None and path_below("/", "/a") is None

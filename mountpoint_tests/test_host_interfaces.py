@@ -42,12 +42,6 @@ def test_a_line_without_its_separator_is_refused():
         mountinfo.parse_line(b"1 2 3:4 / / rw shared:1 tmpfs none rw")
 
 
-def test_below_gives_the_path_inside_a_mount():
-    assert mountinfo.below("/", "/") == "" and mountinfo.below("/a/b", "/") == "a/b"
-    assert mountinfo.below("/a", "/a") == "" and mountinfo.below("/a/b/c", "/a") == "b/c"
-    assert mountinfo.below("/ab", "/a") is None and mountinfo.below("/", "/a") is None
-
-
 def test_a_reread_table_parses_only_its_new_lines():
     parser = mountinfo.Parser()
     first = parser.parse(b"1 0 0:1 / / rw - tmpfs a rw\n2 1 0:2 / /x rw - tmpfs b rw\n")

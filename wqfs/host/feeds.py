@@ -25,11 +25,10 @@ from typing import Hashable, Optional
 
 import trio
 
-from ..kernel import Cred, Kernel, KernelError, MountTarget, WatchQueue
+from ..kernel import Cred, Kernel, KernelError, MountTarget, WatchQueue, path_below
 from . import fanotify, statmount
 from .engines import FanotifyUnavailable, NamespaceFeed
 from .lookup import Found, Lookups
-from .mountinfo import below
 from .sb_errors import SbErrorFeeds
 
 log = logging.getLogger("wqfs.host")
@@ -164,7 +163,7 @@ class MountFeeds:
         info = self.kernel.find_mount(feed.key, found.mnt_id)
         if info is None:
             return None
-        dentry = below(found.path, info.mountpoint)
+        dentry = path_below(found.path, info.mountpoint)
         if dentry is None:
             raise KernelError(errno.ENOENT, f"{found.path!r} is not below its mount's mount point {info.mountpoint!r}")
         return MountTarget(feed.key, found.mnt_id, dentry, info.dev)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from ..kernel import MountInfo
 
@@ -75,18 +74,6 @@ def read_fd(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
-
-
-def below(path: str, mountpoint: str) -> Optional[str]:
-    """path as a path below a mount at mountpoint ("" for the mount's root; None if it is not
-    below it): the dentry a watch names, the place a submount has in its parent."""
-    if mountpoint == "/":
-        return path.strip("/")
-    if path == mountpoint:
-        return ""
-    if path.startswith(mountpoint + "/"):
-        return path[len(mountpoint) + 1:]
-    return None
 
 
 def read(pid: int | str = "self") -> list[MountInfo]:

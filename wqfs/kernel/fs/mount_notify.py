@@ -37,14 +37,16 @@ def check_watch_args(watch_id: int, at_flags: int) -> None:
         raise KernelError(errno.EINVAL, f"at_flags {at_flags:#x}: only AT_NO_AUTOMOUNT and AT_EMPTY_PATH")
 
 
-def parent_dentry(mountpoint: str, parent_mountpoint: str) -> Optional[str]:
-    """A mount's mountpoint as a path below its parent's root, or None if it escaped it."""
-    if parent_mountpoint == "/":
-        return mountpoint.lstrip("/")
-    if mountpoint == parent_mountpoint:
+def path_below(path: str, mountpoint: str) -> Optional[str]:
+    """path (in the namespace's frame) as a path below the root of a mount at mountpoint: ""
+    for the mount's root, None if it is not below it. The dentry a watch names, and the place
+    a mount has in its parent (a mount whose mountpoint is not below its parent's escaped)."""
+    if mountpoint == "/":
+        return path.strip("/")
+    if path == mountpoint:
         return ""
-    if mountpoint.startswith(parent_mountpoint + "/"):
-        return mountpoint[len(parent_mountpoint) + 1:]
+    if path.startswith(mountpoint + "/"):
+        return path[len(mountpoint) + 1:]
     return None
 
 
@@ -75,7 +77,7 @@ def notify_mount(ns: MountNamespace, trigger: int, aux: int, subtype: int, flags
         parent = ns.mounts.get(mount.info.parent)
         if parent is None or parent is mount:
             break
-        up = parent_dentry(mount.info.mountpoint, parent.info.mountpoint)
+        up = path_below(mount.info.mountpoint, parent.info.mountpoint)
         hops += 1
         if up is None or hops > len(ns.mounts):
             break

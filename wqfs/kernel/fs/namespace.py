@@ -242,7 +242,7 @@ def _place(info: MountInfo, table: dict[int, MountInfo]) -> tuple[int, Optional[
     parent = table.get(info.parent)
     if parent is None or parent.id == info.id:
         return (info.parent, info.mountpoint)
-    return (info.parent, mount_notify.parent_dentry(info.mountpoint, parent.mountpoint))
+    return (info.parent, mount_notify.path_below(info.mountpoint, parent.mountpoint))
 
 
 def drop_mount_namespace(k: Kernel, ns_key: Hashable) -> None:
