@@ -51,6 +51,22 @@ ANCHORS = 4  # processes remembered as members of the namespace
 MAX_MOUNTS = 65536  # a namespace with more mounts than this is not followed (what a user can mount is the kernel's mount-max, 100,000)
 
 
+def namespace_key(ns: "int | str") -> tuple[int, int]:
+    """A mount namespace's key: (st_dev, st_ino) of its nsfs file, given as an fd on it or a
+    process's /proc/PID/ns/mnt path (OSError if it cannot be read)."""
+    st = os.stat(ns)
+    return st.st_dev, st.st_ino
+
+
+def _in_namespace(pid: "int | str", key: Hashable) -> bool:
+    """Is process pid in the namespace of key? False if its namespace cannot be read (it is
+    gone, or even root may not read it: one of an ancestor user namespace)."""
+    try:
+        return namespace_key(f"/proc/{pid}/ns/mnt") == key
+    except OSError:
+        return False
+
+
 class FanotifyUnavailable(OSError):
     """The namespace cannot have a fanotify group (no CAP_SYS_ADMIN over its user namespace,
     too many groups): the mountinfo engine can still follow it."""
@@ -149,8 +165,7 @@ class NamespaceFeed:
         if self.sentinel_needed:
             self.sentinel = await Sentinel.start(self.nsfd)
             where = f"/proc/{self.sentinel.pid}"
-            st = os.stat(f"{where}/ns/mnt")
-            if (st.st_dev, st.st_ino) != self.key:
+            if not _in_namespace(self.sentinel.pid, self.key):
                 raise OSError(errno.ESRCH, "the sentinel is not in the namespace")
         else:
             where = "/proc/self"
@@ -214,7 +229,7 @@ class NamespaceFeed:
             pidfd = os.pidfd_open(pid)
         except OSError:
             return
-        if not self._in_namespace(pid):
+        if not _in_namespace(pid, self.key):
             os.close(pidfd)
             return
         self.anchors[pid] = pidfd
@@ -232,25 +247,12 @@ class NamespaceFeed:
             os.close(pidfd)
         self.check_anchors()
 
-    def _in_namespace(self, pid: int) -> bool:
-        try:
-            st = os.stat(f"/proc/{pid}/ns/mnt")
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == self.key
-
     def _find_member(self, exclude: set[int]) -> Optional[int]:
         """Any process of the namespace but ours (a scan of /proc, done only when the last known
         member is gone). A process whose namespace even root may not read (one of an ancestor
         user namespace, such as a container's init) is taken as outside it."""
         for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) in exclude:
-                continue
-            try:
-                st = os.stat(f"/proc/{name}/ns/mnt")
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == self.key:
+            if name.isdigit() and int(name) not in exclude and _in_namespace(name, self.key):
                 return int(name)
         return None
 
@@ -261,7 +263,7 @@ class NamespaceFeed:
         if self.own_namespace:
             return
         for pid, pidfd in list(self.anchors.items()):
-            if not self._in_namespace(pid):
+            if not _in_namespace(pid, self.key):
                 trio.lowlevel.notify_closing(pidfd)
                 os.close(pidfd)
                 del self.anchors[pid]

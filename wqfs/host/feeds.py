@@ -27,7 +27,7 @@ import trio
 
 from ..kernel import Cred, Kernel, KernelError, MountTarget, WatchQueue, path_below
 from . import fanotify, statmount
-from .engines import FanotifyUnavailable, NamespaceFeed
+from .engines import FanotifyUnavailable, NamespaceFeed, namespace_key
 from .lookup import Found, Lookups
 from .sb_errors import SbErrorFeeds
 
@@ -37,11 +37,6 @@ ENGINES = ("auto", "fanotify", "mountinfo")
 NAMESPACES_PER_UID = 16
 NAMESPACES = 256
 TICK = 1.0
-
-
-def _ns_key(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_dev, st.st_ino
 
 
 def fanotify_engine_available() -> bool:
@@ -98,7 +93,7 @@ class MountFeeds:
         self.use_fanotify = available
         fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._own_key = _ns_key(fd)
+            self._own_key = namespace_key(fd)
         finally:
             os.close(fd)
         try:
@@ -178,7 +173,7 @@ class MountFeeds:
         except OSError:
             raise KernelError(errno.ESRCH, f"process {pid} is gone") from None
         try:
-            key = _ns_key(nsfd)
+            key = namespace_key(nsfd)
             for _ in range(3):
                 feed = self._feeds.get(key)
                 if feed is None:
