@@ -11,6 +11,7 @@ import errno
 import os
 import select
 import shutil
+import socket
 import signal
 import stat
 import struct
@@ -437,6 +438,34 @@ def test_paths_are_the_writers_own_relative_to_its_cwd(mnt, public_dir):
     result = subprocess.run([PYTHON, "-c", script, mnt, commands[0]], cwd="/", capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip() == f"[{errno.ENOENT}]", result.stderr
+
+
+def test_a_command_has_its_openers_rights_wherever_the_fd_goes(mnt, public_dir):
+    """A command runs with the credentials of whoever opened watch_queue (write(2)'s f_cred,
+    as every command): nobody's fd, written by root, may not watch through a directory only
+    root may search, though its PATH is resolved where root stands."""
+    locked = os.path.join(public_dir, "locked-for-nobody")
+    os.makedirs(os.path.join(locked, "inside"))
+    os.chmod(locked, 0o700)
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    opener = subprocess.Popen(NOBODY + [PYTHON, "-c",
+                              "import os, socket, sys\n"
+                              "s = socket.socket(fileno=int(sys.argv[2]))\n"
+                              "fd = os.open(sys.argv[1] + '/watch_queue', os.O_RDWR)\n"
+                              "socket.send_fds(s, [b'q'], [fd])\n"
+                              "s.recv(1)\n", mnt, str(child.fileno())], pass_fds=[child.fileno()])
+    child.close()
+    try:
+        _, (fd,), _, _ = socket.recv_fds(parent, 1, 1)
+    finally:
+        parent.close()
+        opener.wait(timeout=60)
+    try:
+        with pytest.raises(PermissionError):
+            os.write(fd, f"watch_mount {locked}/inside 1".encode())
+        os.write(fd, f"watch_mount {public_dir} 2".encode())  # nobody may search this one
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------ hostile

@@ -20,7 +20,7 @@ import pyfuse3
 import trio
 
 from .. import abi
-from ..callers import CallerTable, TaskGone, nofile_limit
+from ..callers import CallerTable, nofile_limit
 from ..kernel import (Cred, Filter, id_arg, Kernel, KernelError, Key, KeyUnderConstruction, permission, shown_gid,
                       WatchQueue)
 from ..protocol import SetFilter, SetSize, WatchKey, WatchMount, parse_command, parse_key_spec
@@ -663,8 +663,10 @@ class WqfsOperations(pyfuse3.Operations):
         return handle
 
     async def _watch_host(self, sb: bool, pid: int, cred: Cred, path: bytes, at_flags: int,
-                          queue: Optional[WatchQueue], tag: int, request: Optional[Request]) -> None:
-        """watch_mount(AT_FDCWD, path, at_flags, queue, tag) (watch_sb if sb) as pid with cred,
+                          queue: Optional[WatchQueue], tag: int, request: Optional[Request],
+                          charged: Optional[int] = None) -> None:
+        """watch_mount(AT_FDCWD, path, at_flags, queue, tag) (watch_sb if sb) with cred, the
+        path where pid stands; the watch counts against the RLIMIT_NOFILE of charged (pid's),
         through the host's feeds: the caller's namespace may have to be read first, and the
         lookup runs as the caller, so this waits (boundedly: the feeds bound it). A signal to
         the caller ends the wait (EINTR), as the daemon's stopping does (ENOTCONN)."""
@@ -672,7 +674,7 @@ class WqfsOperations(pyfuse3.Operations):
         if feeds is None:
             raise KernelError(errno.ENOSYS, "this daemon reads no mount namespaces")
         call = feeds.watch_sb if sb else feeds.watch_mount
-        limit = nofile_limit(pid)
+        limit = nofile_limit(pid if charged is None else charged)
         await self._interruptible(request, lambda: call(pid, cred, None, path, at_flags, queue, tag, limit))
 
     async def _interruptible(self, request: Optional[Request], call: Callable[[], Awaitable[None]]) -> None:
@@ -693,16 +695,14 @@ class WqfsOperations(pyfuse3.Operations):
         if scope.cancelled_caught:
             raise pyfuse3.FUSEError(errno.ENOTCONN if self._closing else errno.EINTR)
 
-    def _writer(self, handle: QueueFile, request: Optional[Request]) -> tuple[int, Cred]:
-        """The process writing a command, and its Cred: the thread libfuse's request log names,
-        as /proc shows it now (a write carries no request context); the opener's without that
-        log (libfuse before 3.7)."""
+    def _writer(self, handle: QueueFile, request: Optional[Request]) -> int:
+        """The process writing a command, whose root and cwd a PATH is resolved in: the thread
+        libfuse's request log names (a write carries no request context); the opener without
+        that log (libfuse before 3.7). The command's rights stay the opener's (handle.cred),
+        as every command's, so a passed fd cannot make its receiver watch for the sender."""
         if request is None or request.pid <= 0:
-            return handle.pid, handle.cred
-        try:
-            return request.pid, self.callers.task(request.pid).cred(implicit_session=False)
-        except TaskGone:
-            raise KernelError(errno.ESRCH, f"writer {request.pid} is not visible in /proc") from None
+            return handle.pid
+        return request.pid
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -786,9 +786,8 @@ class WqfsOperations(pyfuse3.Operations):
         elif isinstance(command, WatchKey):
             await self._watch_key(handle, command, request)
         elif isinstance(command, WatchMount):
-            pid, cred = self._writer(handle, request)
-            await self._watch_host(command.sb, pid, cred, command.path, command.at_flags, handle.queue,
-                                   command.tag, request)
+            await self._watch_host(command.sb, self._writer(handle, request), handle.cred, command.path,
+                                   command.at_flags, handle.queue, command.tag, request, handle.pid)
 
     async def _watch_key(self, handle: QueueFile, command: WatchKey, request: Optional[Request]) -> None:
         """KEYCTL_WATCH_KEY, whose key lookup waits (interruptibly) for a key under construction."""
