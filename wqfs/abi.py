@@ -97,6 +97,7 @@ LEGACY_WATCH_NRS = {
     "2020-02": {439: "watch_mount"},                    # v17, standalone on 5.6-rc
 }
 NR_FACCESSAT2, NR_PROCESS_MADVISE, NR_EPOLL_PWAIT2 = 439, 440, 441  # what those numbers are today
+PATH_MAX = 4096  # include/uapi/linux/limits.h: getname's buffer, the NUL included
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_EACCESS = 0x200

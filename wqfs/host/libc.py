@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -21,7 +22,7 @@ def syscall(name: str, *args: object) -> int:
     """The call's return value; OSError(errno) when it is -1, ENOSYS on an unknown machine."""
     nr = NUMBERS.get(name)
     if nr is None:
-        raise OSError(38, f"{name}: no system call number for {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"{name}: no system call number for {platform.machine()}")
     result = _libc.syscall(ctypes.c_long(nr), *args)
     if result < 0:
         err = ctypes.get_errno()

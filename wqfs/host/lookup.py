@@ -21,6 +21,7 @@ from typing import Optional
 
 import trio
 
+from .. import abi
 from ..kernel import Cred, KernelError
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lookup_child.py")
@@ -28,7 +29,6 @@ TIMEOUT = 5.0         # seconds a lookup may take (a path through a hung file sy
 CONCURRENT = 8        # helpers at once
 CONCURRENT_PER_UID = 2
 REPLY_MAX = 1 << 16
-PATH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Lookups:
         rights; KernelError with the kernel's errno. same_ns: the caller is in the daemon's
         own mount namespace (the only one an unprivileged daemon can resolve in)."""
         path = path.split(b"\0", 1)[0]  # the string getname copies ends at its NUL
-        if len(path) >= PATH_MAX:
+        if len(path) >= abi.PATH_MAX:
             raise KernelError(errno.ENAMETOOLONG, "the path is longer than PATH_MAX")
         if self._busy.get(cred.uid, 0) >= self.per_uid:
             raise KernelError(errno.EAGAIN, "too many path lookups of this user at once")

@@ -10,7 +10,6 @@ from ..kernel import KernelError, check_type_name
 from .seccomp import libc
 
 PAGE = abi.PAGE_SIZE
-PATH_MAX = 4096  # include/uapi/linux/limits.h: getname's buffer, the NUL included
 
 
 class _IoVec(ctypes.Structure):
@@ -86,7 +85,7 @@ def getname(pid: int, address: int) -> bytes:
     EFAULT for a bad pointer. An empty name is returned: whether it is ENOENT depends on the
     lookup's flags (LOOKUP_EMPTY), so the lookup says it."""
     try:
-        return read_bytes(pid, address, PATH_MAX - 1)
+        return read_bytes(pid, address, abi.PATH_MAX - 1)
     except KernelError as error:
         if error.errno == errno.EINVAL:
             raise KernelError(errno.ENAMETOOLONG, "path name of PATH_MAX bytes or more") from None
