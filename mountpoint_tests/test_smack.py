@@ -245,6 +245,24 @@ def test_only_the_daemons_user_or_cap_mac_admin_may_choose_a_label(smack: SmackM
     assert mine.returncode == 0, mine  # nobody's programs run all the same, labelled by the map (B)
 
 
+def test_cap_mac_admin_lets_another_user_choose_a_label_but_only_where_it_may_run(smack: SmackMount,
+                                                                                     tmp_path) -> None:
+    """CAP_MAC_ADMIN (CapEff, as the caller table reads it) lets nobody choose a label; it is one
+    more condition, never instead of the others: a daemon without --allow-other still refuses
+    nobody's programs, labelled or not."""
+    admin = NOBODY + ["--inh-caps=+mac_admin", "--ambient-caps=+mac_admin"]
+    argv = ["wqfs", "run", "--smack-label", "A", "--", "true"]
+    result = subprocess.run(admin + [sys.executable, "-m", *argv[:2], "--mount", smack.path, *argv[2:]],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT, start_new_session=True)
+    assert result.returncode == 0, result
+    rules = tmp_path / "rules"
+    rules.write_text("")
+    with stopped_after(Daemon("--lsm", "smack", "--smack-rules", str(rules), allow_other=False)) as own:
+        result = subprocess.run(admin + [sys.executable, "-m", *argv[:2], "--mount", own.path, *argv[2:]],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT, start_new_session=True)
+    assert result.returncode == 1 and "--allow-other" in result.stderr, result
+
+
 # ---------------------------------------------------------------- a Python policy
 
 @pytest.fixture(scope="module")

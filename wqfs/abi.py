@@ -27,6 +27,9 @@ PIPE_USER_PAGES_HARD_DEFAULT = 0  # 0: no limit
 # Capabilities (include/uapi/linux/capability.h) that lift the pipe-buffer limits
 CAP_SYS_ADMIN = 21
 CAP_SYS_RESOURCE = 24
+# ... and those Smack asks for (security/smack/smack_lsm.c): reading past a rule, choosing a label
+CAP_MAC_OVERRIDE = 32
+CAP_MAC_ADMIN = 33
 
 # enum watch_notification_type. Mainline stops at KEY_NOTIFY (__NR 2); the mount and superblock
 # types are those of the August 2020 mount patch (A2) and the February 2020 superblock patch

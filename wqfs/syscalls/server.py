@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import trio
 
+from ..callers import TaskGone
 from . import lsmlabels
 from .front import SyscallFront
 
@@ -90,12 +91,12 @@ async def _take_listener(front: SyscallFront, conn: trio.socket.SocketType, nurs
         refusal = None
         if data != b"listener" or fd is None:
             refusal = b"bad request"
-        elif label is not None:
-            refusal = lsmlabels.refuse_label(front.lsm_config, label, uid, pid)
         elif uid != os.getuid() and not allow_other:
             refusal = f"it serves uid {os.getuid()} only (mount it with --allow-other)".encode()
         elif uid != os.getuid() and _listeners.get(uid, 0) >= MAX_LISTENERS_PER_UID:
             refusal = f"uid {uid} has {MAX_LISTENERS_PER_UID} programs under wqfs run already".encode()
+        elif label is not None:  # one more condition, never instead of those above
+            refusal = lsmlabels.refuse_label(front.lsm_config, label, uid, _caps(front, pid))
         if refusal is not None:
             if fd is not None:
                 os.close(fd)
@@ -142,6 +143,14 @@ async def _serve_listener(front: SyscallFront, fd: int, uid: int, label: Optiona
         _listeners[uid] -= 1
         if not _listeners[uid]:
             del _listeners[uid]
+
+
+def _caps(front: SyscallFront, pid: int) -> int:
+    """The peer's effective capabilities (0 if it is gone, or in another user namespace)."""
+    try:
+        return front.callers.task(pid).caps
+    except TaskGone:
+        return 0
 
 
 def _fd_from(ancdata: list) -> Optional[int]:

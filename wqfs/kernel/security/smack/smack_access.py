@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 from typing import Mapping, Optional
 
+from .... import abi
 from ...errors import KernelError
 
 MAY_EXEC = 0x1
@@ -39,7 +40,7 @@ SMACK_KNOWN_WEB = "@"
 
 SMK_LONGLABEL = 256  # a label is at most 255 characters
 
-CAP_MAC_OVERRIDE = 32
+CAP_MAC_OVERRIDE = abi.CAP_MAC_OVERRIDE
 CAP_MAC_ADMIN = 33
 
 # A rule set: (subject, object) -> the access bits granted.
